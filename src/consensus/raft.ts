@@ -123,6 +123,8 @@ export class RaftNode {
   private lead: NodeId = NO_NODE;
   private readonly raftLog: RaftLog;
   private conf: ConfState;
+  /** Index of the last conf change reflected in `conf`. */
+  private confIndex = 0;
   private readonly progress = new Map<NodeId, Progress>();
   private readonly votes = new Map<NodeId, boolean>();
 
@@ -169,12 +171,16 @@ export class RaftNode {
     this.term = hs.term;
     this.vote = hs.vote;
     this.raftLog = RaftLog.restore(state.snapshot, state.entries, hs.commit, config.applied ?? 0);
-    // Membership is what the applied prefix says: the snapshot's, then conf changes up to `applied`.
+    // Membership is what the committed prefix says: the snapshot's, then every committed conf change. A
+    // committed change is certain to be applied, so a restarted node need not wait for its state machine
+    // to replay it; the replay then skips changes at or below confIndex.
     let conf: ConfState = state.snapshot?.meta.conf ?? { voters: [], learners: [] };
+    this.confIndex = state.snapshot?.meta.index ?? 0;
     for (const e of state.entries) {
-      if (e.index > this.raftLog.applied) break;
-      if (e.kind === 'conf-change' && e.index > (state.snapshot?.meta.index ?? 0)) {
+      if (e.index > this.raftLog.committed) break;
+      if (e.kind === 'conf-change' && e.index > this.confIndex) {
         conf = applyConfChange(conf, decodeConfChange(e.data));
+        this.confIndex = e.index;
       }
     }
     this.conf = conf;
@@ -335,6 +341,7 @@ export class RaftNode {
       this.raftLog.stableSnapTo(rd.snapshot);
       this.raftLog.applied = Math.max(this.raftLog.applied, rd.snapshot.meta.index);
       this.conf = rd.snapshot.meta.conf;
+      this.confIndex = rd.snapshot.meta.index;
       this.resetProgressToConf();
     }
     const lastWritten = rd.entries.at(-1);
@@ -684,7 +691,8 @@ export class RaftNode {
       pr.becomeReplicate();
     }
     if (this.maybeCommit()) this.bcastAppend();
-    else while (this.sendAppend(m.from, false)) {}
+    else if (wasPaused) this.sendAppend(m.from, true); // it may not know the commit index yet
+    while (this.sendAppend(m.from, false)) {}
     if (m.from === this.transferee && pr.match === this.raftLog.lastIndex()) this.sendTimeoutNow(m.from);
   }
 
@@ -922,6 +930,8 @@ export class RaftNode {
   // ---- membership ---------------------------------------------------------------------------------------
 
   private applyConfEntry(e: Entry): void {
+    if (e.index <= this.confIndex) return;
+    this.confIndex = e.index;
     let cc: ConfChange;
     try {
       cc = decodeConfChange(e.data);
