@@ -102,7 +102,11 @@ export class Harness {
       }
       case 'tick-all': {
         const n = Number(id || 1);
-        for (let i = 0; i < n; i++) for (const s of this.nodes.values()) s.node?.tick();
+        // Time passes as on a live system: each round of ticks is followed by the exchanges it triggers.
+        for (let i = 0; i < n; i++) {
+          for (const s of this.nodes.values()) s.node?.tick();
+          this.stabilize(false);
+        }
         break;
       }
       case 'propose':
