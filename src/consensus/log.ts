@@ -106,8 +106,7 @@ export class RaftLog {
 
   /** Leader append of new entries at the end. */
   append(entries: readonly Entry[]): void {
-    if (entries.length === 0) return;
-    this.entries.push(...entries);
+    for (const e of entries) this.entries.push(e);
   }
 
   /**
@@ -140,7 +139,7 @@ export class RaftLog {
         );
       }
       this.truncateFrom(first.index);
-      this.entries.push(...entries.slice(k));
+      for (let j = k; j < entries.length; j++) this.entries.push(entries[j]!);
     }
     this.commitTo(Math.min(leaderCommit, lastNew));
     return lastNew;

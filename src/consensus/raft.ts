@@ -509,9 +509,12 @@ export class RaftNode {
 
   private hup(transfer: boolean): void {
     if (!this.promotable()) return;
-    // Entries of a conf change committed but not yet applied may remove us; wait for them.
-    if (this.raftLog.committed > this.raftLog.applied) {
-      for (const e of this.entries(this.raftLog.applied + 1, this.raftLog.committed + 1)) {
+    // A conf change committed but not yet in effect may remove us; wait until it is applied.
+    if (this.raftLog.committed > this.confIndex) {
+      for (const e of this.entries(
+        Math.max(this.confIndex, this.raftLog.applied) + 1,
+        this.raftLog.committed + 1,
+      )) {
         if (e.kind === 'conf-change') return;
       }
     }

@@ -45,14 +45,14 @@ export class MemoryStorage implements RaftStorage {
     const first = update.entries[0];
     if (first) {
       const offset = this.snapshot?.meta.index ?? 0;
-      // Keep entries before the first new one, replace the rest.
-      this.entries = this.entries.slice(0, Math.max(0, first.index - offset - 1));
+      // Keep entries before the first new one, replace the rest (in place: this is the hot path).
+      this.entries.length = Math.min(this.entries.length, Math.max(0, first.index - offset - 1));
       const last = this.entries.at(-1);
       const expected = (last?.index ?? offset) + 1;
       if (first.index !== expected) {
         throw new RangeError(`storage: append at ${first.index} leaves a gap (next is ${expected})`);
       }
-      this.entries.push(...update.entries);
+      for (const e of update.entries) this.entries.push(e);
     }
     if (update.hardState) this.hardState = update.hardState;
   }
