@@ -1,0 +1,459 @@
+// Registry commands and their binary codec. Pure.
+//
+// Every committed Raft entry of a scope carries one encoded command, so the codec sits on the hot path
+// of every proposal and every apply on every member. It is written by hand (no protobuf runtime, no
+// JSON): a small writer/reader of bytes, unsigned LEB128 varints and length-prefixed UTF-8 strings.
+// The format is compact and *canonical*: one command has exactly one encoding (meta keys sorted,
+// minimal varints, no unused flag bits) and the decoder rejects every other byte string, so equal
+// commands give equal bytes and, for any accepted bytes b, encodeCommand(decodeCommand(b)) equals b.
+//
+// Format version 1 (all integers are minimal unsigned LEB128 varints ≤ 2^53-1 unless noted):
+//
+//   command    := version:u8 (=1)  type:u8  flags:u8  name:str  body  [session]
+//   type       := 1 register  -> body = instance
+//               | 2 deregister -> body = id:str
+//   flags      := bit 0: a session follows the body; all other bits are 0
+//   session    := client:str  seq:varint
+//   instance   := id:str  address:str  port:varint  health:u8 (0 passing, 1 warning, 2 critical)
+//                 ntags:varint  tag:str*  nmeta:varint  (key:str value:str)*   keys strictly ascending
+//   str        := length:varint  UTF-8 bytes (well-formed; no BOM stripping)
+//
+// The decoder checks structure only (types, lengths, UTF-8, order, trailing bytes); the registry rules
+// (name syntax, limits) are checked by validateCommand, so that the state machine can reject a
+// well-formed but invalid command with the precise reason, identically on every member.
+
+import {
+  HEALTH_VALUES,
+  type Health,
+  type Instance,
+  validateInstance,
+  validateInstanceId,
+} from './instance.ts';
+import { quote, validateName } from './names.ts';
+
+export const COMMAND_FORMAT_VERSION = 1;
+
+/** A client session (Raft thesis §6.3): `seq` increases per command of `client`; retries reuse it. */
+export interface Session {
+  readonly client: string;
+  readonly seq: number;
+}
+
+export interface RegisterCommand {
+  readonly type: 'register';
+  readonly name: string;
+  readonly instance: Instance;
+  readonly session?: Session;
+}
+
+export interface DeregisterCommand {
+  readonly type: 'deregister';
+  readonly name: string;
+  readonly id: string;
+  readonly session?: Session;
+}
+
+export type Command = RegisterCommand | DeregisterCommand;
+
+/** A session client id is 1..MAX_SESSION_CLIENT_LENGTH printable ASCII characters without spaces. */
+export const MAX_SESSION_CLIENT_LENGTH = 128;
+
+const TYPE_REGISTER = 1;
+const TYPE_DEREGISTER = 2;
+const FLAG_SESSION = 1;
+
+/** Thrown by decodeCommand on any malformed input; the message says what was wrong and where. */
+export class CommandDecodeError extends Error {
+  override readonly name = 'CommandDecodeError';
+  /** Byte offset at which decoding failed. */
+  readonly offset: number;
+  constructor(message: string, offset: number) {
+    super(`cannot decode registry command at byte ${offset}: ${message}`);
+    this.offset = offset;
+  }
+}
+
+/** Thrown by encodeCommand when a value cannot be represented (negative or fractional number, lone surrogate, unknown health). */
+export class CommandEncodeError extends Error {
+  override readonly name = 'CommandEncodeError';
+}
+
+// ---- byte writer / reader (shared with the snapshot codec; not part of the package API) ----
+
+/** @internal Growable byte buffer with varint and string writers. */
+export class ByteWriter {
+  #buf: Uint8Array;
+  #pos = 0;
+  readonly #fail: (message: string) => Error;
+
+  constructor(initialSize: number, fail: (message: string) => Error) {
+    this.#buf = new Uint8Array(initialSize);
+    this.#fail = fail;
+  }
+
+  #reserve(n: number): void {
+    if (this.#pos + n <= this.#buf.length) return;
+    let size = this.#buf.length * 2;
+    while (size < this.#pos + n) size *= 2;
+    const next = new Uint8Array(size);
+    next.set(this.#buf.subarray(0, this.#pos));
+    this.#buf = next;
+  }
+
+  fail(message: string): Error {
+    return this.#fail(message);
+  }
+
+  u8(v: number): void {
+    this.#reserve(1);
+    this.#buf[this.#pos++] = v;
+  }
+
+  bytes(b: Uint8Array): void {
+    this.#reserve(b.length);
+    this.#buf.set(b, this.#pos);
+    this.#pos += b.length;
+  }
+
+  varint(v: number, what: string): void {
+    if (!Number.isSafeInteger(v) || v < 0) {
+      throw this.#fail(`${what} ${String(v)} is not an integer 0..2^53-1`);
+    }
+    this.#reserve(8);
+    const buf = this.#buf;
+    let n = v;
+    while (n >= 0x80) {
+      buf[this.#pos++] = (n % 0x80) | 0x80;
+      n = Math.floor(n / 0x80);
+    }
+    buf[this.#pos++] = n;
+  }
+
+  /** Writes a length-prefixed UTF-8 string. Lone surrogates are refused: they would not round-trip. */
+  str(s: string, what: string): void {
+    if (typeof s !== 'string') throw this.#fail(`${what} is not a string`);
+    // First pass: byte length (and well-formedness), so the length prefix can be written first.
+    let len = 0;
+    for (let i = 0; i < s.length; i++) {
+      const c = s.charCodeAt(i);
+      if (c < 0x80) len += 1;
+      else if (c < 0x800) len += 2;
+      else if (c >= 0xd800 && c <= 0xdfff) {
+        const d = s.charCodeAt(i + 1);
+        if (c > 0xdbff || !(d >= 0xdc00 && d <= 0xdfff)) {
+          throw this.#fail(`${what} ${quote(s)} has a lone UTF-16 surrogate at position ${i}`);
+        }
+        len += 4;
+        i++;
+      } else len += 3;
+    }
+    this.varint(len, `${what} length`);
+    this.#reserve(len);
+    const buf = this.#buf;
+    let p = this.#pos;
+    for (let i = 0; i < s.length; i++) {
+      const c = s.charCodeAt(i);
+      if (c < 0x80) buf[p++] = c;
+      else if (c < 0x800) {
+        buf[p++] = 0xc0 | (c >> 6);
+        buf[p++] = 0x80 | (c & 0x3f);
+      } else if (c >= 0xd800 && c <= 0xdbff) {
+        const cp = 0x10000 + ((c - 0xd800) << 10) + (s.charCodeAt(++i) - 0xdc00);
+        buf[p++] = 0xf0 | (cp >> 18);
+        buf[p++] = 0x80 | ((cp >> 12) & 0x3f);
+        buf[p++] = 0x80 | ((cp >> 6) & 0x3f);
+        buf[p++] = 0x80 | (cp & 0x3f);
+      } else {
+        buf[p++] = 0xe0 | (c >> 12);
+        buf[p++] = 0x80 | ((c >> 6) & 0x3f);
+        buf[p++] = 0x80 | (c & 0x3f);
+      }
+    }
+    this.#pos = p;
+  }
+
+  /** The bytes written so far (a copy sized exactly). */
+  finish(): Uint8Array {
+    return this.#buf.slice(0, this.#pos);
+  }
+}
+
+const utf8Decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/** @internal Bounds-checked reader; every failure goes through `fail(message, offset)`. */
+export class ByteReader {
+  readonly #buf: Uint8Array;
+  #pos = 0;
+  readonly #fail: (message: string, offset: number) => Error;
+
+  constructor(buf: Uint8Array, fail: (message: string, offset: number) => Error) {
+    this.#buf = buf;
+    this.#fail = fail;
+  }
+
+  get offset(): number {
+    return this.#pos;
+  }
+
+  get remaining(): number {
+    return this.#buf.length - this.#pos;
+  }
+
+  fail(message: string, offset: number = this.#pos): Error {
+    return this.#fail(message, offset);
+  }
+
+  u8(what: string): number {
+    const v = this.#buf[this.#pos];
+    if (v === undefined) throw this.#fail(`input ends where ${what} was expected (truncated?)`, this.#pos);
+    this.#pos++;
+    return v;
+  }
+
+  bytes(n: number, what: string): Uint8Array {
+    if (n > this.remaining) {
+      throw this.#fail(`${what} needs ${n} bytes but only ${this.remaining} remain (truncated?)`, this.#pos);
+    }
+    const out = this.#buf.subarray(this.#pos, this.#pos + n);
+    this.#pos += n;
+    return out;
+  }
+
+  /** Minimal unsigned LEB128, at most 2^53-1. */
+  varint(what: string): number {
+    const start = this.#pos;
+    let result = 0;
+    let scale = 1;
+    for (let i = 0; ; i++) {
+      const b = this.#buf[this.#pos];
+      if (b === undefined) throw this.#fail(`input ends inside ${what} (truncated?)`, start);
+      this.#pos++;
+      result += (b & 0x7f) * scale;
+      if ((b & 0x80) === 0) {
+        if (b === 0 && i > 0) throw this.#fail(`${what} is not minimally encoded`, start);
+        if (result > Number.MAX_SAFE_INTEGER) throw this.#fail(`${what} is larger than 2^53-1`, start);
+        return result;
+      }
+      if (i === 7) throw this.#fail(`${what} is longer than 8 bytes`, start);
+      scale *= 0x80;
+    }
+  }
+
+  str(what: string): string {
+    const start = this.#pos;
+    const len = this.varint(`${what} length`);
+    const bytes = this.bytes(len, what);
+    // Fast path for short ASCII strings, the common case (names, ids, addresses, keys).
+    if (len <= 64) {
+      let ascii = true;
+      for (let i = 0; i < len; i++) {
+        if ((bytes[i] ?? 0) >= 0x80) {
+          ascii = false;
+          break;
+        }
+      }
+      if (ascii) return String.fromCharCode.apply(null, bytes as unknown as number[]);
+    }
+    try {
+      return utf8Decoder.decode(bytes);
+    } catch {
+      throw this.#fail(`${what} is not valid UTF-8`, start);
+    }
+  }
+
+  /** A count of items that each take at least `minBytes` bytes: bounded by what remains. */
+  count(what: string, minBytes: number): number {
+    const start = this.#pos;
+    const n = this.varint(what);
+    if (n * minBytes > this.remaining) {
+      throw this.#fail(
+        `${what} ${n} cannot fit in the ${this.remaining} bytes that remain (truncated?)`,
+        start,
+      );
+    }
+    return n;
+  }
+
+  end(what: string): void {
+    if (this.#pos !== this.#buf.length) {
+      throw this.#fail(`${this.#buf.length - this.#pos} unexpected trailing bytes after ${what}`, this.#pos);
+    }
+  }
+}
+
+// ---- instances (shared with the snapshot codec) ----
+
+/** @internal */
+export function writeInstance(w: ByteWriter, instance: Instance): void {
+  w.str(instance.id, 'instance id');
+  w.str(instance.address, 'instance address');
+  w.varint(instance.port, 'instance port');
+  const health = HEALTH_VALUES.indexOf(instance.health);
+  if (health < 0) throw w.fail(`instance health ${quote(String(instance.health))} is unknown`);
+  w.u8(health);
+  if (!Array.isArray(instance.tags)) throw w.fail('instance tags is not a list');
+  if (typeof instance.meta !== 'object' || instance.meta === null)
+    throw w.fail('instance meta is not an object');
+  w.varint(instance.tags.length, 'tag count');
+  for (const tag of instance.tags) w.str(tag, 'tag');
+  // Canonical order: keys sorted by UTF-16 code units (the decoder checks the same order).
+  const keys = Object.keys(instance.meta).sort();
+  w.varint(keys.length, 'meta count');
+  for (const key of keys) {
+    w.str(key, 'meta key');
+    w.str(instance.meta[key] as string, 'meta value');
+  }
+}
+
+/** @internal */
+export function readInstance(r: ByteReader): Instance {
+  const id = r.str('instance id');
+  const address = r.str('instance address');
+  const port = r.varint('instance port');
+  const healthOffset = r.offset;
+  const healthCode = r.u8('instance health');
+  const health: Health | undefined = HEALTH_VALUES[healthCode];
+  if (health === undefined) throw r.fail(`unknown instance health code ${healthCode}`, healthOffset);
+  const ntags = r.count('tag count', 1);
+  const tags: string[] = new Array(ntags);
+  for (let i = 0; i < ntags; i++) tags[i] = r.str('tag');
+  const nmeta = r.count('meta count', 2);
+  const entries: [string, string][] = new Array(nmeta);
+  let previous: string | undefined;
+  for (let i = 0; i < nmeta; i++) {
+    const keyOffset = r.offset;
+    const key = r.str('meta key');
+    if (previous !== undefined && !(previous < key)) {
+      throw r.fail(
+        `meta key ${quote(key)} is not after ${quote(previous)}: keys must be unique and sorted`,
+        keyOffset,
+      );
+    }
+    previous = key;
+    entries[i] = [key, r.str('meta value')];
+  }
+  // fromEntries defines own properties, so a key such as "__proto__" stays an ordinary key.
+  return { id, address, port, tags, meta: Object.fromEntries(entries), health };
+}
+
+// ---- commands ----
+
+function encodeFail(message: string): Error {
+  return new CommandEncodeError(`cannot encode registry command: ${message}`);
+}
+
+function decodeFail(message: string, offset: number): Error {
+  return new CommandDecodeError(message, offset);
+}
+
+/** Encodes a command to its canonical bytes. Throws CommandEncodeError for values that cannot be represented. */
+export function encodeCommand(cmd: Command): Uint8Array {
+  const w = new ByteWriter(128, encodeFail);
+  w.u8(COMMAND_FORMAT_VERSION);
+  if (cmd.type === 'register') w.u8(TYPE_REGISTER);
+  else if (cmd.type === 'deregister') w.u8(TYPE_DEREGISTER);
+  else throw encodeFail(`unknown command type ${quote(String((cmd as { type: unknown }).type))}`);
+  w.u8(cmd.session === undefined ? 0 : FLAG_SESSION);
+  w.str(cmd.name, 'name');
+  if (cmd.type === 'register') writeInstance(w, cmd.instance);
+  else w.str(cmd.id, 'instance id');
+  if (cmd.session !== undefined) {
+    w.str(cmd.session.client, 'session client');
+    w.varint(cmd.session.seq, 'session seq');
+  }
+  return w.finish();
+}
+
+/** Decodes canonical command bytes. Throws CommandDecodeError (and nothing else) on any malformed input. */
+export function decodeCommand(bytes: Uint8Array): Command {
+  if (!(bytes instanceof Uint8Array)) throw new CommandDecodeError('input is not a Uint8Array', 0);
+  const r = new ByteReader(bytes, decodeFail);
+  const version = r.u8('format version');
+  if (version !== COMMAND_FORMAT_VERSION) {
+    throw r.fail(
+      `unsupported format version ${version} (this build reads version ${COMMAND_FORMAT_VERSION})`,
+      0,
+    );
+  }
+  const type = r.u8('command type');
+  if (type !== TYPE_REGISTER && type !== TYPE_DEREGISTER) throw r.fail(`unknown command type ${type}`, 1);
+  const flags = r.u8('flags');
+  if ((flags & ~FLAG_SESSION) !== 0) throw r.fail(`unknown flag bits 0x${flags.toString(16)}`, 2);
+  const name = r.str('name');
+  const instance = type === TYPE_REGISTER ? readInstance(r) : undefined;
+  const id = instance === undefined ? r.str('instance id') : '';
+  let session: Session | undefined;
+  if ((flags & FLAG_SESSION) !== 0) {
+    const client = r.str('session client');
+    session = { client, seq: r.varint('session seq') };
+  }
+  r.end('the command');
+  // Optional properties are omitted, never set to undefined (exactOptionalPropertyTypes).
+  if (instance !== undefined) {
+    return session === undefined
+      ? { type: 'register', name, instance }
+      : { type: 'register', name, instance, session };
+  }
+  return session === undefined ? { type: 'deregister', name, id } : { type: 'deregister', name, id, session };
+}
+
+// ---- validation ----
+
+export type RejectCode =
+  | 'malformed-command'
+  | 'invalid-name'
+  | 'invalid-instance'
+  | 'invalid-session'
+  | 'stale-session';
+
+/** Why a command is rejected: a stable code (mapped to API errors at the edge) and one clear line. */
+export interface CommandRejection {
+  readonly code: RejectCode;
+  readonly message: string;
+}
+
+const CLIENT_RULE = `a session client is 1..${MAX_SESSION_CLIENT_LENGTH} printable ASCII characters without spaces`;
+
+/** Validates a session alone. */
+export function validateSession(session: Session): CommandRejection | null {
+  const { client, seq } = session;
+  if (typeof client !== 'string' || client.length === 0 || client.length > MAX_SESSION_CLIENT_LENGTH) {
+    return {
+      code: 'invalid-session',
+      message: `session client ${quote(String(client))} is not valid: ${CLIENT_RULE}`,
+    };
+  }
+  for (let i = 0; i < client.length; i++) {
+    const c = client.charCodeAt(i);
+    if (c <= 0x20 || c >= 0x7f) {
+      return {
+        code: 'invalid-session',
+        message: `session client ${quote(client)} is not valid: ${CLIENT_RULE}`,
+      };
+    }
+  }
+  if (!Number.isSafeInteger(seq) || seq < 0) {
+    return {
+      code: 'invalid-session',
+      message: `session ${quote(client)} seq ${String(seq)} is not valid: a seq is an integer 0..2^53-1`,
+    };
+  }
+  return null;
+}
+
+/**
+ * Checks a command against the registry rules (name syntax, instance limits, session shape).
+ * API edges call it before proposing; the state machine calls it again on apply, so that a command
+ * that slipped through is rejected the same way on every member.
+ */
+export function validateCommand(cmd: Command): CommandRejection | null {
+  if (cmd.session !== undefined) {
+    const sessionError = validateSession(cmd.session);
+    if (sessionError !== null) return sessionError;
+  }
+  const nameError = validateName(cmd.name);
+  if (nameError !== null) return { code: 'invalid-name', message: nameError.message };
+  const instanceError = cmd.type === 'register' ? validateInstance(cmd.instance) : validateInstanceId(cmd.id);
+  if (instanceError !== null) return { code: 'invalid-instance', message: instanceError.message };
+  return null;
+}
