@@ -863,12 +863,13 @@ export class RaftNode {
       return;
     }
     if (this.raftLog.matchTerm(s.meta.index, s.meta.term)) {
-      // We already hold the snapshot's last entry: just move commit (thesis §5.3: keep the suffix).
+      // We already hold the snapshot's last entry: just move commit (Raft §7: keep the suffix). Only the
+      // prefix up to the snapshot is known to match the leader, so that is what we acknowledge.
       this.raftLog.commitTo(s.meta.index);
     } else {
       this.raftLog.restoreSnapshot(s);
     }
-    this.send(message('append-resp', this.id, m.from, this.term, { index: this.raftLog.lastIndex() }));
+    this.send(message('append-resp', this.id, m.from, this.term, { index: s.meta.index }));
   }
 
   /** Raft §5.4.2: commit only by counting replicas of an entry of the current term. */
