@@ -92,7 +92,8 @@ class Group {
       this.sinceCompact = 0;
       for (const m of this.members.values()) {
         const applied = m.node.status().applied;
-        m.storage.compact(m.node.compact(applied, new Uint8Array(0)));
+        const snap = m.node.compact(applied, new Uint8Array(0));
+        if (snap) m.storage.compact(snap);
       }
     }
     const msgs = this.queue;

@@ -272,14 +272,15 @@ export class RaftNode {
   /**
    * The application applied everything up to `index` and serialized its state as `data`. Log entries up to
    * `index` are dropped from memory; the returned snapshot is what the driver gives storage.compact().
+   * Returns null when the log has already moved past `index` — a snapshot from the leader replaced it
+   * while the driver was applying — so there is nothing to compact.
    */
-  compact(index: number, data: Uint8Array): Snapshot {
+  compact(index: number, data: Uint8Array): Snapshot | null {
     if (index !== this.raftLog.applied) {
       throw new RaftInvariantError(`raft: compact at ${index} but applied is ${this.raftLog.applied}`);
     }
     const term = this.raftLog.term(index);
-    if (term === undefined)
-      throw new RaftInvariantError(`raft: compact at ${index}: entry already compacted`);
+    if (term === undefined || this.raftLog.pendingSnapshot !== null) return null;
     const snapshot: Snapshot = { meta: { index, term, conf: this.conf }, data };
     this.raftLog.compact(snapshot);
     return snapshot;

@@ -158,6 +158,7 @@ export class Harness {
         const node = this.must(id);
         const applied = node.status().applied;
         const snap = node.compact(applied, bytes(s.applied.join(',')));
+        if (!snap) throw new Error(`${id}: nothing to compact at ${applied}`);
         s.storage.compact(snap);
         this.print(`${id} compacted to ${snap.meta.term}/${snap.meta.index}`);
         break;
