@@ -83,6 +83,19 @@ export class RaftLog {
     return lastTerm > ourTerm || (lastTerm === ourTerm && lastIndex >= this.lastIndex());
   }
 
+  /**
+   * The last index at or below `index` whose term is at most `term` (etcd's findConflictByTerm). A probe
+   * that failed at `index` can skip back a whole term at a time instead of one entry per round trip.
+   * Below the snapshot everything is committed, hence matching: answer the snapshot index with term 0.
+   */
+  findConflictByTerm(index: number, term: number): { index: number; term: number } {
+    for (let i = Math.min(index, this.lastIndex()); i > this.offsetIndex; i--) {
+      const t = this.term(i)!;
+      if (t <= term) return { index: i, term: t };
+    }
+    return { index: this.offsetIndex, term: 0 };
+  }
+
   /** Entries in [lo, hi), at most `maxEntries` and about `maxBytes` (at least one entry when any). */
   slice(
     lo: number,

@@ -681,7 +681,11 @@ export class RaftNode {
 
   private handleAppendResponse(m: Message, pr: Progress): void {
     if (m.reject) {
-      if (pr.maybeDecrTo(m.index, m.rejectHint)) this.sendAppend(m.from, false);
+      // The follower's log matches ours at most up to the last index where our term is at most the term
+      // it reported at its hint: probe there next, skipping whole terms of divergence.
+      const next =
+        m.logTerm > 0 ? this.raftLog.findConflictByTerm(m.rejectHint, m.logTerm).index : m.rejectHint;
+      if (pr.maybeDecrTo(m.index, next)) this.sendAppend(m.from, false);
       return;
     }
     const wasPaused = pr.isPaused();
@@ -846,11 +850,13 @@ export class RaftNode {
     if (lastNew !== undefined) {
       this.send(message('append-resp', this.id, m.from, this.term, { index: lastNew }));
     } else {
+      const hint = this.raftLog.findConflictByTerm(m.index, m.logTerm);
       this.send(
         message('append-resp', this.id, m.from, this.term, {
           index: m.index,
           reject: true,
-          rejectHint: Math.min(m.index, this.raftLog.lastIndex()),
+          rejectHint: hint.index,
+          logTerm: hint.term,
         }),
       );
     }

@@ -79,7 +79,8 @@ export type MessageType =
  *   campaign started by leadership transfer (it may break a leader lease).
  * - append: `index`/`logTerm` locate the entry preceding `entries`; `commit` is the leader's commit.
  * - append-resp: accepted: `index` is the follower's last matching index. Rejected: `index` is the rejected
- *   probe index and `rejectHint` the follower's last index, so the leader can jump back.
+ *   probe index; `rejectHint`/`logTerm` are the follower's last index at or below it whose term is at most
+ *   the probe's term, so the leader can skip back a whole term at a time.
  * - heartbeat: `commit` is min(leader commit, follower match); `context` tags a ReadIndex round.
  * - read-index/read-index-resp: `context` identifies the request; the response's `index` is the read index.
  * - propose: a follower forwarding client entries to the leader.

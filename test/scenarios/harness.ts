@@ -33,7 +33,7 @@ export function formatMessage(m: Message): string {
       if (m.entries.length > 0) parts.push(`entries=[${m.entries.map(formatEntry).join(', ')}]`);
       break;
     case 'append-resp':
-      parts.push(m.reject ? `reject index=${m.index} hint=${m.rejectHint}` : `index=${m.index}`);
+      parts.push(m.reject ? `reject index=${m.index} hint=${m.logTerm}/${m.rejectHint}` : `index=${m.index}`);
       break;
     case 'vote':
     case 'prevote':
