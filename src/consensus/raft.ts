@@ -792,7 +792,11 @@ export class RaftNode {
   }
 
   private bcastAppend(): void {
-    for (const id of this.progress.keys()) if (id !== this.id) this.sendAppend(id, true);
+    for (const id of this.progress.keys()) {
+      if (id === this.id) continue;
+      // Pipeline: in the replicate state keep sending until the in-flight window or the log runs out.
+      if (this.sendAppend(id, true)) while (this.sendAppend(id, false)) {}
+    }
   }
 
   private bcastHeartbeat(context: Uint8Array | null): void {

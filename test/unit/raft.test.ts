@@ -40,6 +40,18 @@ function msg(
   };
 }
 
+/** Make `n` (node '1' of 1,2,3) leader of term 2 by feeding it the votes of node 2. */
+function electLeader(n: RaftNode): void {
+  drain(n);
+  n.campaign();
+  drain(n);
+  n.step(msg('prevote-resp', '2', '1', 2));
+  drain(n);
+  n.step(msg('vote-resp', '2', '1', 2));
+  drain(n);
+  expect(n.status().role).to.equal('leader');
+}
+
 /** Drain a node's Ready the way a driver does, returning it. */
 function drain(n: RaftNode): Ready {
   const rd = n.ready();
@@ -125,6 +137,52 @@ describe('Raft core', () => {
     const appends = rd.messages.filter((m) => m.type === 'append');
     expect(appends.map((m) => m.to).sort()).to.deep.equal(['2', '3']);
     expect(appends.every((m) => m.entries.length === 100)).to.equal(true);
+  });
+
+  it('flow control: in the replicate state at most maxInflightMsgs appends are in flight to a silent follower', () => {
+    const n = new RaftNode(
+      {
+        id: '1',
+        electionTick: 10,
+        heartbeatTick: 1,
+        random: () => 0,
+        maxInflightMsgs: 2,
+        maxEntriesPerMsg: 1,
+      },
+      bootstrapState(['1', '2', '3']),
+    );
+    electLeader(n);
+    // Follower 2 acknowledges the no-op, so the leader pipelines to it; 3 stays silent (probe: one append).
+    n.step(msg('append-resp', '2', '1', 2, { index: 4 }));
+    drain(n);
+    for (let i = 0; i < 10; i++) n.propose(bytes(`p${i}`));
+    const sent = n.ready().messages.filter((m) => m.type === 'append');
+    expect(sent.filter((m) => m.to === '2').length).to.equal(2);
+    expect(sent.filter((m) => m.to === '3').length).to.be.at.most(1);
+  });
+
+  it('§4.2.1: a learner receives the log but does not count towards commit', () => {
+    const n = new RaftNode(
+      { id: '1', electionTick: 10, heartbeatTick: 1, random: () => 0 },
+      bootstrapState(['1', '2', '3']),
+    );
+    electLeader(n);
+    n.step(msg('append-resp', '2', '1', 2, { index: 4 }));
+    n.advance(n.ready());
+    n.proposeConfChange({ type: 'add-learner', node: '4' });
+    n.step(msg('append-resp', '2', '1', 2, { index: 5 }));
+    n.advance(n.ready());
+    n.advance(n.ready()); // the learner is added when its entry applies
+    expect(n.status().conf.learners).to.deep.equal(['4']);
+    n.propose(bytes('x'));
+    n.advance(n.ready());
+    // Only the learner acknowledges entry 6: with the leader that is 2 of 4 members, but 1 of 3 voters.
+    n.step(msg('append-resp', '4', '1', 2, { index: 6 }));
+    n.advance(n.ready());
+    expect(n.status().commit).to.equal(5);
+    n.step(msg('append-resp', '3', '1', 2, { index: 6 }));
+    n.advance(n.ready());
+    expect(n.status().commit).to.equal(6);
   });
 
   it('ignores a message with a corrupt shape instead of throwing', () => {
