@@ -7,6 +7,7 @@
 import { applyConfChange, decodeConfChange, encodeConfChange, isVoter, quorum } from './conf-change.ts';
 import { ProposalDroppedError, RaftInvariantError } from './errors.ts';
 import { RaftLog } from './log.ts';
+import { makeMessage } from './message.ts';
 import type { Mutation } from './mutations.ts';
 import { Progress } from './progress.ts';
 import {
@@ -15,7 +16,6 @@ import {
   type Entry,
   type HardState,
   type Message,
-  type MessageType,
   NO_NODE,
   type NodeId,
   type PersistedState,
@@ -71,30 +71,6 @@ export function bootstrapState(voters: readonly NodeId[]): PersistedState {
 /** The state of a node that joins an existing group: it learns everything from the leader. */
 export function emptyState(): PersistedState {
   return { hardState: { term: 0, vote: NO_NODE, commit: 0 }, snapshot: null, entries: [] };
-}
-
-function message(
-  type: MessageType,
-  from: NodeId,
-  to: NodeId,
-  term: number,
-  fields: Partial<Message> = {},
-): Message {
-  return {
-    type,
-    from,
-    to,
-    term,
-    logTerm: 0,
-    index: 0,
-    entries: [],
-    commit: 0,
-    reject: false,
-    rejectHint: 0,
-    snapshot: null,
-    context: null,
-    ...fields,
-  };
 }
 
 function contextKey(ctx: Uint8Array): string {
@@ -241,7 +217,7 @@ export class RaftNode {
     }
     if (this.lead === NO_NODE)
       throw new ProposalDroppedError('no-leader', 'raft: no leader known for a read');
-    this.send(message('read-index', this.id, this.lead, 0, { context }));
+    this.send(makeMessage('read-index', this.id, this.lead, 0, { context }));
   }
 
   transferLeadership(to: NodeId): void {
@@ -542,7 +518,7 @@ export class RaftNode {
     for (const id of this.conf.voters) {
       if (id === this.id) continue;
       this.send(
-        message(type, this.id, id, term, {
+        makeMessage(type, this.id, id, term, {
           index: this.raftLog.lastIndex(),
           logTerm: this.raftLog.lastTerm(),
           context,
@@ -585,13 +561,13 @@ export class RaftNode {
       this.mutations.has('vote-without-log-check') || this.raftLog.isUpToDate(m.index, m.logTerm);
     if (canVote && upToDate) {
       // A pre-vote grant answers with the candidate's future term, so it is not mistaken for stale.
-      this.send(message(respType, this.id, m.from, m.term, {}));
+      this.send(makeMessage(respType, this.id, m.from, m.term, {}));
       if (!pre) {
         this.electionElapsed = 0;
         this.vote = m.from;
       }
     } else {
-      this.send(message(respType, this.id, m.from, this.term, { reject: true }));
+      this.send(makeMessage(respType, this.id, m.from, this.term, { reject: true }));
     }
   }
 
@@ -623,9 +599,9 @@ export class RaftNode {
     } else if (m.term < this.term) {
       if ((this.cfg.checkQuorum || this.cfg.preVote) && (m.type === 'heartbeat' || m.type === 'append')) {
         // A stale leader (e.g. isolated, with CheckQuorum keeping our term from reaching it) learns our term.
-        this.send(message('append-resp', this.id, m.from, this.term, {}));
+        this.send(makeMessage('append-resp', this.id, m.from, this.term, {}));
       } else if (m.type === 'prevote') {
-        this.send(message('prevote-resp', this.id, m.from, this.term, { reject: true }));
+        this.send(makeMessage('prevote-resp', this.id, m.from, this.term, { reject: true }));
       }
       return;
     }
@@ -732,7 +708,7 @@ export class RaftNode {
     switch (m.type) {
       case 'propose':
         if (this.lead !== NO_NODE)
-          this.send(message('propose', this.id, this.lead, 0, { entries: m.entries }));
+          this.send(makeMessage('propose', this.id, this.lead, 0, { entries: m.entries }));
         return;
       case 'append':
         this.electionElapsed = 0;
@@ -743,7 +719,7 @@ export class RaftNode {
         this.electionElapsed = 0;
         this.lead = m.from;
         this.raftLog.commitTo(Math.min(m.commit, this.raftLog.lastIndex()));
-        this.send(message('heartbeat-resp', this.id, m.from, this.term, { context: m.context }));
+        this.send(makeMessage('heartbeat-resp', this.id, m.from, this.term, { context: m.context }));
         return;
       case 'snapshot':
         this.electionElapsed = 0;
@@ -777,7 +753,7 @@ export class RaftNode {
     }
     if (this.lead === NO_NODE) throw new ProposalDroppedError('no-leader', 'raft: no leader known');
     if (this.role !== 'follower') throw new ProposalDroppedError('no-leader', 'raft: election in progress');
-    this.send(message('propose', this.id, this.lead, 0, { entries }));
+    this.send(makeMessage('propose', this.id, this.lead, 0, { entries }));
   }
 
   private appendEntries(entries: readonly Entry[]): void {
@@ -803,7 +779,7 @@ export class RaftNode {
     for (const [id, pr] of this.progress) {
       if (id === this.id) continue;
       const commit = Math.min(pr.match, this.raftLog.committed);
-      this.send(message('heartbeat', this.id, id, this.term, { commit, context }));
+      this.send(makeMessage('heartbeat', this.id, id, this.term, { commit, context }));
     }
   }
 
@@ -822,7 +798,7 @@ export class RaftNode {
     );
     if (entries.length === 0 && !sendIfEmpty) return false;
     this.send(
-      message('append', this.id, to, this.term, {
+      makeMessage('append', this.id, to, this.term, {
         index: prevIndex,
         logTerm: prevTerm,
         entries,
@@ -836,27 +812,27 @@ export class RaftNode {
   private sendSnapshot(to: NodeId, pr: Progress): boolean {
     const snapshot = this.raftLog.snapshot;
     if (!pr.recentActive || snapshot === null) return false;
-    this.send(message('snapshot', this.id, to, this.term, { snapshot }));
+    this.send(makeMessage('snapshot', this.id, to, this.term, { snapshot }));
     pr.becomeSnapshot(snapshot.meta.index);
     return true;
   }
 
   private sendTimeoutNow(to: NodeId): void {
-    this.send(message('timeout-now', this.id, to, this.term));
+    this.send(makeMessage('timeout-now', this.id, to, this.term));
   }
 
   private handleAppend(m: Message): void {
     if (m.index < this.raftLog.committed) {
-      this.send(message('append-resp', this.id, m.from, this.term, { index: this.raftLog.committed }));
+      this.send(makeMessage('append-resp', this.id, m.from, this.term, { index: this.raftLog.committed }));
       return;
     }
     const lastNew = this.raftLog.maybeAppend(m.index, m.logTerm, m.commit, m.entries);
     if (lastNew !== undefined) {
-      this.send(message('append-resp', this.id, m.from, this.term, { index: lastNew }));
+      this.send(makeMessage('append-resp', this.id, m.from, this.term, { index: lastNew }));
     } else {
       const hint = this.raftLog.findConflictByTerm(m.index, m.logTerm);
       this.send(
-        message('append-resp', this.id, m.from, this.term, {
+        makeMessage('append-resp', this.id, m.from, this.term, {
           index: m.index,
           reject: true,
           rejectHint: hint.index,
@@ -870,7 +846,7 @@ export class RaftNode {
     const s = m.snapshot;
     if (!s) return;
     if (s.meta.index <= this.raftLog.committed) {
-      this.send(message('append-resp', this.id, m.from, this.term, { index: this.raftLog.committed }));
+      this.send(makeMessage('append-resp', this.id, m.from, this.term, { index: this.raftLog.committed }));
       return;
     }
     if (this.raftLog.matchTerm(s.meta.index, s.meta.term)) {
@@ -880,7 +856,7 @@ export class RaftNode {
     } else {
       this.raftLog.restoreSnapshot(s);
     }
-    this.send(message('append-resp', this.id, m.from, this.term, { index: s.meta.index }));
+    this.send(makeMessage('append-resp', this.id, m.from, this.term, { index: s.meta.index }));
   }
 
   /** Raft §5.4.2: commit only by counting replicas of an entry of the current term. */
@@ -939,7 +915,7 @@ export class RaftNode {
 
   private answerRead(context: Uint8Array, index: number, from: NodeId): void {
     if (from === this.id) this.readStates.push({ index, context });
-    else this.send(message('read-index-resp', this.id, from, this.term, { index, context }));
+    else this.send(makeMessage('read-index-resp', this.id, from, this.term, { index, context }));
   }
 
   // ---- membership ---------------------------------------------------------------------------------------

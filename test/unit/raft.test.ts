@@ -5,6 +5,7 @@ import {
   MemoryStorage,
   type Message,
   MultiRaft,
+  makeMessage,
   ProposalDroppedError,
   RaftNode,
   type Ready,
@@ -16,29 +17,7 @@ function node(id: string, voters = ['1', '2', '3']): RaftNode {
   return new RaftNode({ id, electionTick: 10, heartbeatTick: 1, random: () => 0 }, bootstrapState(voters));
 }
 
-function msg(
-  type: Message['type'],
-  from: string,
-  to: string,
-  term: number,
-  extra: Partial<Message> = {},
-): Message {
-  return {
-    type,
-    from,
-    to,
-    term,
-    logTerm: 0,
-    index: 0,
-    entries: [],
-    commit: 0,
-    reject: false,
-    rejectHint: 0,
-    snapshot: null,
-    context: null,
-    ...extra,
-  };
-}
+const msg = makeMessage;
 
 /** Make `n` (node '1' of 1,2,3) leader of term 2 by feeding it the votes of node 2. */
 function electLeader(n: RaftNode): void {
