@@ -16,8 +16,11 @@ export function decodeConfChange(data: Uint8Array): ConfChange {
   const type = TYPE_CODES[data[0] ?? -1];
   if (type === undefined) throw new ConfChangeDecodeError(`conf change: unknown type byte ${data[0]}`);
   if (data.length < 2) throw new ConfChangeDecodeError('conf change: empty node id');
-  const node = new TextDecoder('utf-8', { fatal: true }).decode(data.subarray(1));
-  return { type, node };
+  try {
+    return { type, node: new TextDecoder('utf-8', { fatal: true }).decode(data.subarray(1)) };
+  } catch {
+    throw new ConfChangeDecodeError('conf change: node id is not valid UTF-8');
+  }
 }
 
 /** The membership after applying `cc`. One change moves the voter set by at most one member. */
