@@ -187,7 +187,11 @@ export function runSeed(seed: number, options: Partial<RunOptions> = {}): RunRep
       faults.stop();
       clients.enterFinalPhase(livenessEnd);
     });
-    run(livenessEnd, () => clients.allFinalDone);
+    // Done when every final write succeeded and every group has a leader at the same moment (a leader may
+    // step down late in the phase, e.g. when a change removing it applies).
+    const everyGroupLed = (): boolean =>
+      scenario.groups.every((g) => cluster.leaderOf(g.scope) !== undefined);
+    run(livenessEnd, () => clients.allFinalDone && everyGroupLed());
     livenessMs = queue.now - faultEnd;
     guarded(() => cluster.checkLogs());
     if (!stopped) {
