@@ -1,6 +1,6 @@
 export { applyConfChange, decodeConfChange, encodeConfChange, isVoter, quorum } from './conf-change.ts';
 export { ConfChangeDecodeError, ProposalDroppedError, RaftInvariantError } from './errors.ts';
-export { makeMessage } from './message.ts';
+export { makeMessage, malformed } from './message.ts';
 export { MultiRaft } from './multi-raft.ts';
 export { isMutation, MUTATIONS, type Mutation } from './mutations.ts';
 export { bootstrapState, emptyState, type RaftConfig, RaftNode } from './raft.ts';

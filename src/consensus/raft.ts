@@ -7,7 +7,7 @@
 import { applyConfChange, decodeConfChange, encodeConfChange, isVoter, quorum } from './conf-change.ts';
 import { ProposalDroppedError, RaftInvariantError } from './errors.ts';
 import { RaftLog } from './log.ts';
-import { makeMessage } from './message.ts';
+import { makeMessage, malformed } from './message.ts';
 import type { Mutation } from './mutations.ts';
 import { Progress } from './progress.ts';
 import {
@@ -121,6 +121,9 @@ export class RaftNode {
   /** Proposals arrived since the last Ready: broadcast once, in one append per follower (batching). */
   private needBroadcast = false;
 
+  /** Malformed messages refused since start (reported in status). */
+  private droppedMessages = 0;
+
   private prevHardState: HardState;
   private prevSoftState: SoftState;
 
@@ -179,14 +182,15 @@ export class RaftNode {
   }
 
   step(m: Message): void {
-    if (m.to !== this.id) return;
-    try {
-      this.stepInner(m);
-    } catch (err) {
-      if (err instanceof RaftInvariantError) throw err;
-      // A malformed message from a peer must not take the node down.
-      this.log(`drop malformed ${m.type} from ${m.from}: ${(err as Error).message}`);
+    const why = malformed(m);
+    if (why !== null) {
+      // A malformed message from a peer must not take the node down or corrupt it: refuse it.
+      this.droppedMessages++;
+      this.log(`${this.id} drops a malformed message from ${String(m.from)}: ${why}`);
+      return;
     }
+    if (m.to !== this.id) return;
+    this.stepInner(m);
   }
 
   propose(data: Uint8Array): void {
@@ -349,6 +353,7 @@ export class RaftNode {
       lastIndex: this.raftLog.lastIndex(),
       conf: this.conf,
       transferee: this.transferee,
+      droppedMessages: this.droppedMessages,
       progress,
     };
   }

@@ -173,5 +173,7 @@ export interface Status {
   readonly lastIndex: number;
   readonly conf: ConfState;
   readonly transferee: NodeId;
+  /** Malformed messages from peers refused since this node started. */
+  readonly droppedMessages: number;
   readonly progress: ReadonlyMap<NodeId, ProgressStatus>;
 }

@@ -164,15 +164,31 @@ describe('Raft core', () => {
     expect(n.status().commit).to.equal(6);
   });
 
-  it('ignores a message with a corrupt shape instead of throwing', () => {
-    const n = node('1');
+  it('refuses malformed peer messages with a reason, without throwing or changing state', () => {
+    const lines: string[] = [];
+    const n = new RaftNode(
+      { id: '1', electionTick: 10, heartbeatTick: 1, random: () => 0, logger: (l) => lines.push(l) },
+      bootstrapState(['1', '2', '3']),
+    );
     drain(n);
-    const bad = {
+    const noEntries = {
       ...msg('append', '2', '1', 3, { index: 3, logTerm: 1 }),
       entries: null,
     } as unknown as Message;
-    expect(() => n.step(bad)).not.to.throw();
-    expect(n.status().term).to.equal(3);
+    const gap = msg('append', '2', '1', 3, {
+      index: 3,
+      logTerm: 1,
+      entries: [{ term: 3, index: 5, kind: 'normal', data: bytes('x') }],
+    });
+    const negative = msg('heartbeat', '2', '1', -1);
+    for (const bad of [noEntries, gap, negative]) expect(() => n.step(bad)).not.to.throw();
+    expect(n.status().term).to.equal(1);
+    expect(n.status().droppedMessages).to.equal(3);
+    expect(lines).to.deep.equal([
+      '1 drops a malformed message from 2: entries must be a list',
+      '1 drops a malformed message from 2: entry 0 has index 5, not 4',
+      '1 drops a malformed message from 2: term, logTerm, index, commit and rejectHint must be non-negative integers',
+    ]);
   });
 
   it('a joining node with an empty log has no voters and never campaigns on its own', () => {
