@@ -1,20 +1,6 @@
-import type { Message, MessageType, NodeId } from './types.ts';
+import { MESSAGE_TYPES, type Message, type MessageType, type NodeId } from './types.ts';
 
-const MESSAGE_TYPES: ReadonlySet<string> = new Set<MessageType>([
-  'prevote',
-  'prevote-resp',
-  'vote',
-  'vote-resp',
-  'append',
-  'append-resp',
-  'heartbeat',
-  'heartbeat-resp',
-  'snapshot',
-  'timeout-now',
-  'propose',
-  'read-index',
-  'read-index-resp',
-]);
+const KNOWN_TYPES: ReadonlySet<string> = new Set(MESSAGE_TYPES);
 
 const isIndex = (n: unknown): boolean => Number.isSafeInteger(n) && (n as number) >= 0;
 
@@ -49,7 +35,7 @@ export function makeMessage(
  * reason instead of corrupting state, while the core's own bugs still surface as exceptions.
  */
 export function malformed(m: Message): string | null {
-  if (!MESSAGE_TYPES.has(m.type)) return `unknown message type ${String(m.type)}`;
+  if (!KNOWN_TYPES.has(m.type)) return `unknown message type ${String(m.type)}`;
   if (typeof m.from !== 'string' || m.from === '' || typeof m.to !== 'string')
     return 'from/to must be node ids';
   if (

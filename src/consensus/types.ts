@@ -58,20 +58,23 @@ export interface Snapshot {
   readonly data: Uint8Array;
 }
 
-export type MessageType =
-  | 'prevote'
-  | 'prevote-resp'
-  | 'vote'
-  | 'vote-resp'
-  | 'append'
-  | 'append-resp'
-  | 'heartbeat'
-  | 'heartbeat-resp'
-  | 'snapshot'
-  | 'timeout-now'
-  | 'propose'
-  | 'read-index'
-  | 'read-index-resp';
+export const MESSAGE_TYPES = [
+  'prevote',
+  'prevote-resp',
+  'vote',
+  'vote-resp',
+  'append',
+  'append-resp',
+  'heartbeat',
+  'heartbeat-resp',
+  'snapshot',
+  'timeout-now',
+  'propose',
+  'read-index',
+  'read-index-resp',
+] as const;
+
+export type MessageType = (typeof MESSAGE_TYPES)[number];
 
 /**
  * One Raft message. Field meaning by type:

@@ -3,7 +3,14 @@
 // strings, 64-bit integers as numbers, defaults filled in). A snapshot's data does not travel in the
 // message: InstallSnapshot streams it, and the receiver hands it to messageFromWire.
 
-import type { Entry, EntryKind, Envelope, Message, MessageType, Snapshot } from '../consensus/index.ts';
+import {
+  type Entry,
+  type EntryKind,
+  type Envelope,
+  MESSAGE_TYPES,
+  type Message,
+  type Snapshot,
+} from '../consensus/index.ts';
 
 export const PROTO_LOADER_OPTIONS = {
   keepCase: false,
@@ -56,21 +63,6 @@ const KIND_PREFIX = 'ENTRY_KIND_';
 
 const toEnum = (prefix: string, value: string): string => prefix + value.toUpperCase().replaceAll('-', '_');
 
-const MESSAGE_TYPES: readonly MessageType[] = [
-  'prevote',
-  'prevote-resp',
-  'vote',
-  'vote-resp',
-  'append',
-  'append-resp',
-  'heartbeat',
-  'heartbeat-resp',
-  'snapshot',
-  'timeout-now',
-  'propose',
-  'read-index',
-  'read-index-resp',
-];
 const MESSAGE_TYPE_OF = new Map(MESSAGE_TYPES.map((t) => [toEnum(MESSAGE_PREFIX, t), t]));
 const ENTRY_KINDS: readonly EntryKind[] = ['normal', 'conf-change'];
 const ENTRY_KIND_OF = new Map(ENTRY_KINDS.map((k) => [toEnum(KIND_PREFIX, k), k]));
