@@ -56,6 +56,7 @@ export interface RaftConfig {
 }
 
 const TRANSFER_CONTEXT = new TextEncoder().encode('transfer');
+const TRANSFER_KEY = 'transfer';
 
 /** The state every founder of a new group starts from: one committed add-voter entry per founder. */
 export function bootstrapState(voters: readonly NodeId[]): PersistedState {
@@ -586,7 +587,7 @@ export class RaftNode {
     }
     if (m.term > this.term) {
       if (m.type === 'prevote' || m.type === 'vote') {
-        const force = m.context !== null && contextKey(m.context) === contextKey(TRANSFER_CONTEXT);
+        const force = m.context !== null && contextKey(m.context) === TRANSFER_KEY;
         const inLease =
           this.cfg.checkQuorum && this.lead !== NO_NODE && this.electionElapsed < this.cfg.electionTick;
         // Thesis §4.2.3: a node that hears from a current leader ignores disruptive candidates.
@@ -942,8 +943,9 @@ export class RaftNode {
       return;
     }
     if (this.transferee !== NO_NODE && !isVoter(this.conf, this.transferee)) this.transferee = NO_NODE;
-    if (this.maybeCommit()) this.needBroadcast = true;
-    else this.needBroadcast = true; // new members need their first append
+    // The quorum may have shrunk (commit can move) and new members need their first append.
+    this.maybeCommit();
+    this.needBroadcast = true;
   }
 
   // ---- messages -----------------------------------------------------------------------------------------

@@ -80,6 +80,14 @@ describe('RocksRaftStore (RocksDB RaftStorage)', function () {
     return store;
   }
 
+  /** The error a promise rejects with (the test fails if it resolves). */
+  async function rejection(p: Promise<unknown>): Promise<unknown> {
+    return p.then(
+      () => expect.fail('expected a rejection'),
+      (e: unknown) => e,
+    );
+  }
+
   async function closeStore(): Promise<void> {
     await store?.close();
     store = null;
@@ -119,12 +127,9 @@ describe('RocksRaftStore (RocksDB RaftStorage)', function () {
   it('refuses an append that leaves a gap, and writes nothing', async () => {
     const s = (await reopen()).forScope('x');
     await s.save(update({ entries: entries(1, 2) }));
-    let err: unknown;
-    await s
-      .save(update({ entries: entries(4, 4), hardState: { term: 9, vote: '', commit: 0 } }))
-      .catch((e) => {
-        err = e;
-      });
+    const err = await rejection(
+      s.save(update({ entries: entries(4, 4), hardState: { term: 9, vote: '', commit: 0 } })),
+    );
     expect(err).to.be.instanceOf(RangeError);
     expect((await s.load()).entries).to.deep.equal(entries(1, 2));
     expect((await s.load()).hardState.term).to.equal(0);
@@ -298,24 +303,12 @@ describe('RocksRaftStore (RocksDB RaftStorage)', function () {
       hs[hs.length - 6] = (hs[hs.length - 6] ?? 0) ^ 0x01; // flip one bit
       await db.put('s/x/hs', hs);
     });
-    let err: unknown;
-    await (await reopen())
-      .forScope('x')
-      .load()
-      .catch((e) => {
-        err = e;
-      });
+    let err = await rejection((await reopen()).forScope('x').load());
     expect(err).to.be.instanceOf(StorageCorruptionError);
     expect((err as Error).message).to.match(/scope x: corrupt value under key s\/x\/hs: crc mismatch/);
     await closeStore();
     await withRaw(path, (db) => db.put('s/x/snap', Buffer.from([1, 3, 0])));
-    err = undefined;
-    await (await reopen())
-      .forScope('x')
-      .load()
-      .catch((e) => {
-        err = e;
-      });
+    err = await rejection((await reopen()).forScope('x').load());
     expect(err).to.be.instanceOf(StorageCorruptionError);
   });
 

@@ -50,6 +50,18 @@ export interface ClientStats {
   attempts: number;
 }
 
+export function emptyClientStats(): ClientStats {
+  return {
+    ok: 0,
+    failed: 0,
+    indeterminate: 0,
+    indeterminateApplied: 0,
+    indeterminateNeverApplied: 0,
+    readsTimedOut: 0,
+    attempts: 0,
+  };
+}
+
 export interface ClientTimeouts {
   /** Give up on one host and try another after this long (ms). */
   readonly attemptMs: number;
@@ -85,15 +97,7 @@ export class Clients {
   private readonly clients: SimClient[] = [];
   private nextOpId = 1;
   readonly history: RegistryOperation[] = [];
-  readonly stats: ClientStats = {
-    ok: 0,
-    failed: 0,
-    indeterminate: 0,
-    indeterminateApplied: 0,
-    indeterminateNeverApplied: 0,
-    readsTimedOut: 0,
-    attempts: 0,
-  };
+  readonly stats: ClientStats = emptyClientStats();
   /** Writes that ended without an answer, resolved at the end of the run (see `resolveIndeterminate`). */
   private readonly indeterminate: {
     clientId: number;

@@ -1,15 +1,11 @@
 // Totals over many runs, and their text form (shared by the CLI and the tests).
 
+import { type ClientStats, emptyClientStats } from './clients.ts';
 import type { RunReport } from './run.ts';
 
 export interface Totals {
   seeds: number;
-  ok: number;
-  failed: number;
-  indeterminate: number;
-  indeterminateApplied: number;
-  indeterminateNeverApplied: number;
-  readsTimedOut: number;
+  ops: ClientStats;
   faults: Record<string, number>;
   violations: Record<string, number>;
   unknown: number[];
@@ -21,12 +17,7 @@ export interface Totals {
 export function emptyTotals(): Totals {
   return {
     seeds: 0,
-    ok: 0,
-    failed: 0,
-    indeterminate: 0,
-    indeterminateApplied: 0,
-    indeterminateNeverApplied: 0,
-    readsTimedOut: 0,
+    ops: emptyClientStats(),
     faults: {},
     violations: {},
     unknown: [],
@@ -38,12 +29,7 @@ export function emptyTotals(): Totals {
 
 export function addReport(t: Totals, r: RunReport): void {
   t.seeds++;
-  t.ok += r.ops.ok;
-  t.failed += r.ops.failed;
-  t.indeterminate += r.ops.indeterminate;
-  t.indeterminateApplied += r.ops.indeterminateApplied;
-  t.indeterminateNeverApplied += r.ops.indeterminateNeverApplied;
-  t.readsTimedOut += r.ops.readsTimedOut;
+  for (const k of Object.keys(t.ops) as (keyof ClientStats)[]) t.ops[k] += r.ops[k];
   t.events += r.stats.events;
   t.simMs += r.stats.simMs;
   for (const [k, v] of Object.entries(r.faults)) t.faults[k] = (t.faults[k] ?? 0) + v;
@@ -61,8 +47,8 @@ export function formatTotals(t: Totals, wallMs: number): string {
   const lines = [
     `seeds run: ${t.seeds} in ${(wallMs / 1000).toFixed(1)}s (${(wallMs / Math.max(1, t.seeds)).toFixed(0)} ms/seed, ` +
       `${(t.simMs / 1000).toFixed(0)}s simulated, ${t.events} events)`,
-    `operations: ${t.ok} ok, ${t.failed} failed (never proposed), ${t.indeterminate} indeterminate ` +
-      `(${t.indeterminateApplied} applied, ${t.indeterminateNeverApplied} never applied), ${t.readsTimedOut} reads timed out`,
+    `operations: ${t.ops.ok} ok, ${t.ops.failed} failed (never proposed), ${t.ops.indeterminate} indeterminate ` +
+      `(${t.ops.indeterminateApplied} applied, ${t.ops.indeterminateNeverApplied} never applied), ${t.ops.readsTimedOut} reads timed out`,
     `faults injected: ${kv(t.faults)}`,
     `violations: ${kv(t.violations)}`,
   ];

@@ -12,7 +12,7 @@
 import type { Mutation } from '../../src/consensus/index.ts';
 import { checkLinearizability } from '../checker/linearizability.ts';
 import { registryModel } from '../checker/registry-model.ts';
-import { Clients } from './clients.ts';
+import { type ClientStats, Clients } from './clients.ts';
 import { Cluster } from './cluster.ts';
 import { StorageContractError } from './disk.ts';
 import { EventQueue } from './events.ts';
@@ -67,15 +67,7 @@ export interface RunReport {
   readonly seed: number;
   readonly options: RunOptions;
   readonly scenario: string;
-  readonly ops: {
-    readonly ok: number;
-    readonly failed: number;
-    readonly indeterminate: number;
-    readonly indeterminateApplied: number;
-    readonly indeterminateNeverApplied: number;
-    readonly readsTimedOut: number;
-    readonly attempts: number;
-  };
+  readonly ops: Readonly<ClientStats>;
   /** Faults injected, by kind (message loss, duplication and cut drops included). */
   readonly faults: Readonly<Record<string, number>>;
   readonly violations: readonly Violation[];
