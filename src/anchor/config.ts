@@ -1,0 +1,39 @@
+// The configuration of one anchor process: what `aq anchor start` builds from its flags and config file
+// (src/cli/), and what startAnchor() (src/anchor/anchor.ts) runs. Addresses use port 0 for "pick one".
+
+export interface AnchorConfig {
+  /** Where the anchor keeps its key (anchor.key) and its RocksDB store. Created when missing. */
+  readonly dataDir: string;
+  /** Client API (aq.v1.Registry, aq.v1.Membership, reflection): HOST:PORT, plaintext gRPC. */
+  readonly grpc: string;
+  /** Anchor-to-anchor API (aq.v1.Consensus): HOST:PORT, TLS authenticated to anchor keys both ways. */
+  readonly peer: string;
+  /** Metrics (/metrics) and health (/health): HOST:PORT. */
+  readonly http: string;
+  /** libp2p listen address (multiaddr), e.g. /ip4/127.0.0.1/tcp/0. */
+  readonly p2p: string;
+  /** libp2p multiaddrs of any anchors to meet first (each with its /p2p/<peer id>). */
+  readonly bootstrap: readonly string[];
+  readonly region: string;
+  /** Scope names this anchor claims (it founds, rejoins or joins each one's group). */
+  readonly scopes: readonly string[];
+  /** Form a new scope group once this many anchors claiming the scope have met (1: alone). */
+  readonly bootstrapExpect: number;
+  /** pino level: fatal, error, warn, info, debug, trace. */
+  readonly logLevel: string;
+  /** RocksDB block cache, in MiB. */
+  readonly cacheMb: number;
+}
+
+export const DEFAULT_ANCHOR_CONFIG: Omit<AnchorConfig, 'dataDir'> = {
+  grpc: '127.0.0.1:0',
+  peer: '127.0.0.1:0',
+  http: '127.0.0.1:0',
+  p2p: '/ip4/127.0.0.1/tcp/0',
+  bootstrap: [],
+  region: 'local',
+  scopes: [],
+  bootstrapExpect: 1,
+  logLevel: 'info',
+  cacheMb: 64,
+};
