@@ -3,20 +3,27 @@
 // Every committed Raft entry of a scope carries one encoded command, so the codec sits on the hot path
 // of every proposal and every apply on every member. It is written by hand (no protobuf runtime, no
 // JSON): a small writer/reader of bytes, unsigned LEB128 varints and length-prefixed UTF-8 strings.
-// The format is compact and *canonical*: one command has exactly one encoding (meta keys sorted,
-// minimal varints, no unused flag bits) and the decoder rejects every other byte string, so equal
-// commands give equal bytes and, for any accepted bytes b, encodeCommand(decodeCommand(b)) equals b.
+// The format is compact and *canonical*: in one format version a command has exactly one encoding (meta
+// keys sorted, minimal varints, no unused flag bits) and the decoder rejects every other byte string, so
+// equal commands give equal bytes and, for any accepted bytes b, encodeCommand(decodeCommand(b), b[0])
+// equals b. encodeCommand writes the current version (2) unless told otherwise.
 //
-// Format version 1 (all integers are minimal unsigned LEB128 varints ≤ 2^53-1 unless noted):
+// Format version 2 (all integers are minimal unsigned LEB128 varints ≤ 2^53-1 unless noted):
 //
-//   command    := version:u8 (=1)  type:u8  flags:u8  name:str  body  [session]
-//   type       := 1 register  -> body = instance
+//   command    := version:u8 (=2)  type:u8  flags:u8  name:str  body  [session]
+//   type       := 1 register   -> body = instance
 //               | 2 deregister -> body = id:str
+//               | 3 set-health -> body = id:str  health:u8
 //   flags      := bit 0: a session follows the body; all other bits are 0
 //   session    := client:str  seq:varint
-//   instance   := id:str  address:str  port:varint  health:u8 (0 passing, 1 warning, 2 critical)
+//   instance   := id:str  address:str  port:varint  health:u8 (0 passing, 1 warning, 2 critical)  ttlMs:varint
 //                 ntags:varint  tag:str*  nmeta:varint  (key:str value:str)*   keys strictly ascending
 //   str        := length:varint  UTF-8 bytes (well-formed; no BOM stripping)
+//
+// Format version 1 (still decoded: entries written before the upgrade stay in logs and snapshots) is the
+// same without type 3 and without the instance's ttlMs; a version 1 instance has ttlMs 0. A group whose
+// members do not all read version 2 yet can be fed encodeCommand(cmd, 1), which refuses what version 1
+// cannot say (set-health, a TTL).
 //
 // The decoder checks structure only (types, lengths, UTF-8, order, trailing bytes); the registry rules
 // (name syntax, limits) are checked by validateCommand, so that the state machine can reject a
@@ -31,7 +38,10 @@ import {
 } from './instance.ts';
 import { quote, validateName } from './names.ts';
 
-export const COMMAND_FORMAT_VERSION = 1;
+/** The command format version encodeCommand writes. */
+export const COMMAND_FORMAT_VERSION = 2;
+/** The oldest command format version decodeCommand reads (and encodeCommand can still write). */
+export const MIN_COMMAND_FORMAT_VERSION = 1;
 
 /** A client session (Raft thesis §6.3): `seq` increases per command of `client`; retries reuse it. */
 export interface Session {
@@ -53,13 +63,27 @@ export interface DeregisterCommand {
   readonly session?: Session;
 }
 
-export type Command = RegisterCommand | DeregisterCommand;
+/**
+ * Sets one instance's health. The scope's leader proposes it when an instance's TTL expires (critical)
+ * or when a heartbeat revives a critical instance (passing). A no-op when the instance does not exist or
+ * already has that health.
+ */
+export interface SetHealthCommand {
+  readonly type: 'set-health';
+  readonly name: string;
+  readonly id: string;
+  readonly health: Health;
+  readonly session?: Session;
+}
+
+export type Command = RegisterCommand | DeregisterCommand | SetHealthCommand;
 
 /** A session client id is 1..MAX_SESSION_CLIENT_LENGTH printable ASCII characters without spaces. */
 export const MAX_SESSION_CLIENT_LENGTH = 128;
 
 const TYPE_REGISTER = 1;
 const TYPE_DEREGISTER = 2;
+const TYPE_SET_HEALTH = 3;
 const FLAG_SESSION = 1;
 
 /** Thrown by decodeCommand on any malformed input; the message says what was wrong and where. */
@@ -283,14 +307,35 @@ export class ByteReader {
 
 // ---- instances (shared with the snapshot codec) ----
 
-/** @internal */
-export function writeInstance(w: ByteWriter, instance: Instance): void {
+/** @internal Writes a health as its wire code. */
+export function writeHealth(w: ByteWriter, health: Health, what: string): void {
+  const code = HEALTH_VALUES.indexOf(health);
+  if (code < 0) throw w.fail(`${what} ${quote(String(health))} is unknown`);
+  w.u8(code);
+}
+
+/** @internal Reads a health wire code. */
+export function readHealth(r: ByteReader, what: string): Health {
+  const at = r.offset;
+  const code = r.u8(what);
+  const health: Health | undefined = HEALTH_VALUES[code];
+  if (health === undefined) throw r.fail(`unknown ${what} code ${code}`, at);
+  return health;
+}
+
+/**
+ * @internal Writes an instance; `withTtl` selects the encoding of command format 2 (and snapshot format 2),
+ * false the one of format 1, which cannot carry a TTL.
+ */
+export function writeInstance(w: ByteWriter, instance: Instance, withTtl = true): void {
   w.str(instance.id, 'instance id');
   w.str(instance.address, 'instance address');
   w.varint(instance.port, 'instance port');
-  const health = HEALTH_VALUES.indexOf(instance.health);
-  if (health < 0) throw w.fail(`instance health ${quote(String(instance.health))} is unknown`);
-  w.u8(health);
+  writeHealth(w, instance.health, 'instance health');
+  if (withTtl) w.varint(instance.ttlMs, 'instance ttl');
+  else if (instance.ttlMs !== 0) {
+    throw w.fail(`instance ttl ${String(instance.ttlMs)} cannot be written in format version 1 (no TTLs)`);
+  }
   if (!Array.isArray(instance.tags)) throw w.fail('instance tags is not a list');
   if (typeof instance.meta !== 'object' || instance.meta === null)
     throw w.fail('instance meta is not an object');
@@ -305,15 +350,13 @@ export function writeInstance(w: ByteWriter, instance: Instance): void {
   }
 }
 
-/** @internal */
-export function readInstance(r: ByteReader): Instance {
+/** @internal Reads an instance written by writeInstance with the same `withTtl`. */
+export function readInstance(r: ByteReader, withTtl = true): Instance {
   const id = r.str('instance id');
   const address = r.str('instance address');
   const port = r.varint('instance port');
-  const healthOffset = r.offset;
-  const healthCode = r.u8('instance health');
-  const health: Health | undefined = HEALTH_VALUES[healthCode];
-  if (health === undefined) throw r.fail(`unknown instance health code ${healthCode}`, healthOffset);
+  const health = readHealth(r, 'instance health');
+  const ttlMs = withTtl ? r.varint('instance ttl') : 0;
   const ntags = r.count('tag count', 1);
   const tags: string[] = new Array(ntags);
   for (let i = 0; i < ntags; i++) tags[i] = r.str('tag');
@@ -333,7 +376,7 @@ export function readInstance(r: ByteReader): Instance {
     entries[i] = [key, r.str('meta value')];
   }
   // fromEntries defines own properties, so a key such as "__proto__" stays an ordinary key.
-  return { id, address, port, tags, meta: Object.fromEntries(entries), health };
+  return { id, address, port, tags, meta: Object.fromEntries(entries), health, ttlMs };
 }
 
 // ---- commands ----
@@ -346,17 +389,31 @@ function decodeFail(message: string, offset: number): Error {
   return new CommandDecodeError(message, offset);
 }
 
-/** Encodes a command to its canonical bytes. Throws CommandEncodeError for values that cannot be represented. */
-export function encodeCommand(cmd: Command): Uint8Array {
+/**
+ * Encodes a command to its canonical bytes in format `version` (default: the current one). Throws
+ * CommandEncodeError for values that cannot be represented (in that version).
+ */
+export function encodeCommand(cmd: Command, version: number = COMMAND_FORMAT_VERSION): Uint8Array {
+  if (version !== 1 && version !== 2) {
+    throw encodeFail(
+      `unknown format version ${String(version)} (this build writes versions ${MIN_COMMAND_FORMAT_VERSION}..${COMMAND_FORMAT_VERSION})`,
+    );
+  }
   const w = new ByteWriter(128, encodeFail);
-  w.u8(COMMAND_FORMAT_VERSION);
+  w.u8(version);
   if (cmd.type === 'register') w.u8(TYPE_REGISTER);
   else if (cmd.type === 'deregister') w.u8(TYPE_DEREGISTER);
-  else throw encodeFail(`unknown command type ${quote(String((cmd as { type: unknown }).type))}`);
+  else if (cmd.type === 'set-health') {
+    if (version === 1) throw encodeFail('a set-health command cannot be written in format version 1');
+    w.u8(TYPE_SET_HEALTH);
+  } else throw encodeFail(`unknown command type ${quote(String((cmd as { type: unknown }).type))}`);
   w.u8(cmd.session === undefined ? 0 : FLAG_SESSION);
   w.str(cmd.name, 'name');
-  if (cmd.type === 'register') writeInstance(w, cmd.instance);
-  else w.str(cmd.id, 'instance id');
+  if (cmd.type === 'register') writeInstance(w, cmd.instance, version >= 2);
+  else {
+    w.str(cmd.id, 'instance id');
+    if (cmd.type === 'set-health') writeHealth(w, cmd.health, 'health');
+  }
   if (cmd.session !== undefined) {
     w.str(cmd.session.client, 'session client');
     w.varint(cmd.session.seq, 'session seq');
@@ -364,24 +421,35 @@ export function encodeCommand(cmd: Command): Uint8Array {
   return w.finish();
 }
 
-/** Decodes canonical command bytes. Throws CommandDecodeError (and nothing else) on any malformed input. */
+/** Decodes canonical command bytes (format 1 or 2). Throws CommandDecodeError (and nothing else) on any malformed input. */
 export function decodeCommand(bytes: Uint8Array): Command {
   if (!(bytes instanceof Uint8Array)) throw new CommandDecodeError('input is not a Uint8Array', 0);
   const r = new ByteReader(bytes, decodeFail);
   const version = r.u8('format version');
-  if (version !== COMMAND_FORMAT_VERSION) {
+  if (version < MIN_COMMAND_FORMAT_VERSION || version > COMMAND_FORMAT_VERSION) {
     throw r.fail(
-      `unsupported format version ${version} (this build reads version ${COMMAND_FORMAT_VERSION})`,
+      `unsupported format version ${version} (this build reads versions ${MIN_COMMAND_FORMAT_VERSION}..${COMMAND_FORMAT_VERSION})`,
       0,
     );
   }
   const type = r.u8('command type');
-  if (type !== TYPE_REGISTER && type !== TYPE_DEREGISTER) throw r.fail(`unknown command type ${type}`, 1);
+  if (type === TYPE_SET_HEALTH && version < 2) {
+    throw r.fail(`command type ${type} (set-health) does not exist in format version ${version}`, 1);
+  }
+  if (type !== TYPE_REGISTER && type !== TYPE_DEREGISTER && type !== TYPE_SET_HEALTH) {
+    throw r.fail(`unknown command type ${type}`, 1);
+  }
   const flags = r.u8('flags');
   if ((flags & ~FLAG_SESSION) !== 0) throw r.fail(`unknown flag bits 0x${flags.toString(16)}`, 2);
   const name = r.str('name');
-  const instance = type === TYPE_REGISTER ? readInstance(r) : undefined;
-  const id = instance === undefined ? r.str('instance id') : '';
+  let instance: Instance | undefined;
+  let id = '';
+  let health: Health = 'passing';
+  if (type === TYPE_REGISTER) instance = readInstance(r, version >= 2);
+  else {
+    id = r.str('instance id');
+    if (type === TYPE_SET_HEALTH) health = readHealth(r, 'health');
+  }
   let session: Session | undefined;
   if ((flags & FLAG_SESSION) !== 0) {
     const client = r.str('session client');
@@ -389,12 +457,11 @@ export function decodeCommand(bytes: Uint8Array): Command {
   }
   r.end('the command');
   // Optional properties are omitted, never set to undefined (exactOptionalPropertyTypes).
-  if (instance !== undefined) {
-    return session === undefined
-      ? { type: 'register', name, instance }
-      : { type: 'register', name, instance, session };
-  }
-  return session === undefined ? { type: 'deregister', name, id } : { type: 'deregister', name, id, session };
+  let cmd: Command;
+  if (instance !== undefined) cmd = { type: 'register', name, instance };
+  else if (type === TYPE_SET_HEALTH) cmd = { type: 'set-health', name, id, health };
+  else cmd = { type: 'deregister', name, id };
+  return session === undefined ? cmd : { ...cmd, session };
 }
 
 // ---- validation ----
@@ -455,5 +522,11 @@ export function validateCommand(cmd: Command): CommandRejection | null {
   if (nameError !== null) return { code: 'invalid-name', message: nameError.message };
   const instanceError = cmd.type === 'register' ? validateInstance(cmd.instance) : validateInstanceId(cmd.id);
   if (instanceError !== null) return { code: 'invalid-instance', message: instanceError.message };
+  if (cmd.type === 'set-health' && !HEALTH_VALUES.includes(cmd.health)) {
+    return {
+      code: 'invalid-instance',
+      message: `health ${quote(String(cmd.health))} for instance ${quote(cmd.id)} is not one of ${HEALTH_VALUES.join(', ')}`,
+    };
+  }
   return null;
 }

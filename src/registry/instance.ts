@@ -14,6 +14,11 @@ export interface Instance {
   readonly tags: readonly string[];
   readonly meta: Readonly<Record<string, string>>;
   readonly health: Health;
+  /**
+   * TTL check, in milliseconds: the instance must heartbeat at least this often, or the scope's leader
+   * marks it critical (and a later heartbeat makes it passing again). 0 = no TTL check.
+   */
+  readonly ttlMs: number;
 }
 
 /** An instance id is 1..MAX_INSTANCE_ID_LENGTH printable ASCII characters (0x21..0x7e), no spaces. */
@@ -29,6 +34,9 @@ export const MAX_TAG_BYTES = 255;
 export const MAX_META_KEYS = 64;
 export const MAX_META_KEY_LENGTH = 128;
 export const MAX_META_VALUE_BYTES = 512;
+/** A TTL is 0 (no TTL check) or MIN_TTL_MS..MAX_TTL_MS milliseconds (1 s to 24 h). */
+export const MIN_TTL_MS = 1_000;
+export const MAX_TTL_MS = 86_400_000;
 /** Host names are at most 253 characters (255 bytes on the DNS wire), labels 1..63. */
 export const MAX_HOSTNAME_LENGTH = 253;
 
@@ -41,7 +49,8 @@ export type InstanceErrorCode =
   | 'too-many-meta'
   | 'bad-meta-key'
   | 'bad-meta-value'
-  | 'bad-health';
+  | 'bad-health'
+  | 'bad-ttl';
 
 /** Why an instance is invalid: a stable code and one human-readable line. */
 export interface InstanceError {
@@ -78,7 +87,7 @@ export function validateInstance(instance: Instance): InstanceError | null {
   if (typeof instance !== 'object' || instance === null) {
     return {
       code: 'bad-id',
-      message: 'instance must be an object with id, address, port, tags, meta, health',
+      message: 'instance must be an object with id, address, port, tags, meta, health, ttlMs',
     };
   }
   const idError = validateInstanceId(instance.id);
@@ -177,6 +186,18 @@ export function validateInstance(instance: Instance): InstanceError | null {
     return {
       code: 'bad-health',
       message: `${who} health ${quote(String(instance.health))} is not one of ${HEALTH_VALUES.join(', ')}`,
+    };
+  }
+
+  const { ttlMs } = instance;
+  if (
+    typeof ttlMs !== 'number' ||
+    !Number.isInteger(ttlMs) ||
+    (ttlMs !== 0 && (ttlMs < MIN_TTL_MS || ttlMs > MAX_TTL_MS))
+  ) {
+    return {
+      code: 'bad-ttl',
+      message: `${who} TTL ${String(ttlMs)} ms is not valid: a TTL is 0 (no TTL check) or an integer ${MIN_TTL_MS}..${MAX_TTL_MS} ms (1 s to 24 h)`,
     };
   }
   return null;

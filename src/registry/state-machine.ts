@@ -16,10 +16,21 @@
 //
 // modifyIndex: each name records the log index of its last change. An identical re-registration and a
 // deregistration that removes nothing are not changes. A name whose last instance is removed is
-// dropped from memory; so that its modifyIndex never goes backwards (blocking queries and watches
+// dropped from the store; so that its modifyIndex never goes backwards (blocking queries and watches
 // wait for "modifyIndex > X"), the index of the latest such removal is kept as one number and
 // reported as the modifyIndex of every name that has no instances (0 while nothing was ever removed).
 // That is an upper bound of the real last change, as Consul does with its table indexes.
+//
+// Health: an instance carries its health and an optional TTL (ttlMs). The state machine has no clock:
+// the scope's leader proposes `set-health` when a TTL expires or a heartbeat revives a critical instance
+// (src/scope), and every member applies it like any command. Registering an existing id replaces the
+// instance, health included.
+//
+// Storage: the tables live in a RegistryStore (store.ts): a MemoryRegistryStore by default, or RocksDB
+// (src/storage/rocks-registry-store.ts) so that a scope can hold millions of instances in bounded memory.
+// The state machine reads its scalars (appliedIndex first) from the store when it is built, so a store
+// reopened after a restart resumes where its last commit left it. onChange reports every applied change
+// of a name, synchronously, after the state (sessions included) is updated.
 
 import {
   ByteReader,
@@ -32,8 +43,17 @@ import {
   validateCommand,
   writeInstance,
 } from './commands.ts';
-import { type Instance, validateInstance } from './instance.ts';
+import { type Health, type Instance, validateInstance } from './instance.ts';
 import { quote, validateName } from './names.ts';
+import {
+  MemoryRegistryStore,
+  type NameRecord,
+  type RegistryScalars,
+  type RegistryStore,
+  readCommandResult,
+  type SessionRecord,
+  writeCommandResult,
+} from './store.ts';
 
 export interface NoopResult {
   readonly type: 'noop';
@@ -54,6 +74,15 @@ export interface DeregisterResult {
   readonly modifyIndex: number;
 }
 
+export interface SetHealthResult {
+  readonly type: 'set-health';
+  readonly ok: true;
+  /** False when the instance does not exist or already had that health (nothing changed). */
+  readonly changed: boolean;
+  /** The name's modifyIndex after the command: the entry's index if changed, else unchanged. */
+  readonly modifyIndex: number;
+}
+
 export interface RejectedResult {
   readonly type: 'rejected';
   readonly ok: false;
@@ -62,7 +91,7 @@ export interface RejectedResult {
 }
 
 /** The result of a command, as cached in its client's session. */
-export type CommandResult = RegisterResult | DeregisterResult | RejectedResult;
+export type CommandResult = RegisterResult | DeregisterResult | SetHealthResult | RejectedResult;
 
 export interface DuplicateResult {
   readonly type: 'duplicate';
@@ -80,6 +109,15 @@ export interface ResolveAnswer {
   readonly modifyIndex: number;
 }
 
+/** One applied change of a name, as reported to onChange. */
+export interface RegistryChange {
+  readonly name: string;
+  /** The name's instances after the change, sorted by id (empty when its last instance was removed); frozen. */
+  readonly instances: readonly Instance[];
+  /** The index of the entry that made the change. */
+  readonly modifyIndex: number;
+}
+
 export interface RegistryStats {
   readonly names: number;
   readonly instances: number;
@@ -88,12 +126,26 @@ export interface RegistryStats {
 export interface RegistryOptions {
   /** Most client sessions remembered. Must be the same on every member of the scope. */
   readonly maxSessions?: number;
+  /**
+   * Where the tables live. Default: a new MemoryRegistryStore. The state machine starts from the store's
+   * state (a reopened store resumes after its applied index). One state machine per store.
+   */
+  readonly store?: RegistryStore;
+  /**
+   * Called synchronously by apply() for every command that really changed a name (a register that was
+   * not identical, a deregister that removed, a set-health that changed), once the state is updated.
+   * Not called by restore() (the whole state changes: read it again with list()).
+   */
+  readonly onChange?: (change: RegistryChange) => void;
 }
 
 export const DEFAULT_MAX_SESSIONS = 65_536;
-export const SNAPSHOT_FORMAT_VERSION = 1;
+/** The snapshot format version snapshot() writes; restore() reads versions 1 and 2. */
+export const SNAPSHOT_FORMAT_VERSION = 2;
 /** "AQRS": aqmesh registry snapshot. */
 const SNAPSHOT_MAGIC = [0x41, 0x51, 0x52, 0x53] as const;
+/** Names read from the store per scan while writing a snapshot. */
+const SNAPSHOT_SCAN_PAGE = 1024;
 
 /** Thrown by RegistryStateMachine.restore on malformed or inconsistent snapshot bytes. */
 export class SnapshotDecodeError extends Error {
@@ -105,39 +157,19 @@ export class SnapshotDecodeError extends Error {
   }
 }
 
-interface NameEntry {
-  readonly instances: Map<string, Instance>;
-  modifyIndex: number;
-  /** resolve() cache: the instances sorted by id; undefined after a change. */
-  sorted: Instance[] | undefined;
-}
-
-interface SessionEntry {
-  readonly seq: number;
-  readonly result: CommandResult;
-}
-
-const REJECT_CODES: readonly RejectCode[] = [
-  'malformed-command',
-  'invalid-name',
-  'invalid-instance',
-  'invalid-session',
-  'stale-session',
-];
-const RESULT_REGISTER = 1;
-const RESULT_DEREGISTER = 2;
-const RESULT_REJECTED = 3;
-
 const NOOP: NoopResult = Object.freeze({ type: 'noop' });
+const NO_INSTANCES: readonly Instance[] = Object.freeze([]);
 
 export class RegistryStateMachine {
-  readonly #names = new Map<string, NameEntry>();
-  /** Insertion order = recency order (oldest first): a used session is moved to the end. */
-  readonly #sessions = new Map<string, SessionEntry>();
+  readonly #store: RegistryStore;
   readonly #maxSessions: number;
-  #appliedIndex = 0;
-  #lastRemovalIndex = 0;
-  #instanceCount = 0;
+  readonly #onChange: ((change: RegistryChange) => void) | undefined;
+  #appliedIndex: number;
+  #lastRemovalIndex: number;
+  #instanceCount: number;
+  #nameCount: number;
+  /** The change made by the command being applied, reported once apply() is done. */
+  #change: RegistryChange | null = null;
 
   constructor(options: RegistryOptions = {}) {
     const max = options.maxSessions ?? DEFAULT_MAX_SESSIONS;
@@ -145,6 +177,15 @@ export class RegistryStateMachine {
       throw new RangeError(`maxSessions ${String(max)} is not valid: use a positive integer`);
     }
     this.#maxSessions = max;
+    this.#onChange = options.onChange;
+    this.#store = options.store ?? new MemoryRegistryStore();
+    const s = this.#store.scalars();
+    this.#appliedIndex = s.appliedIndex;
+    this.#lastRemovalIndex = s.lastRemovalIndex;
+    this.#instanceCount = s.instanceCount;
+    this.#nameCount = s.nameCount;
+    // A store written with a larger bound: forget the least recently used, as apply would.
+    this.#trimSessions();
   }
 
   /** The index of the last applied log entry (0 before any). */
@@ -152,9 +193,15 @@ export class RegistryStateMachine {
     return this.#appliedIndex;
   }
 
+  /** The store this state machine reads and writes. */
+  get store(): RegistryStore {
+    return this.#store;
+  }
+
   /**
    * Applies the committed entry at `index` (strictly after appliedIndex). `data` is an encoded command;
-   * empty data (a leader's no-op entry) only advances appliedIndex. Never throws for bad data.
+   * empty data (a leader's no-op entry) only advances appliedIndex. Never throws for bad data (a store
+   * that cannot read its own records throws, leaving appliedIndex where it was).
    */
   apply(index: number, data: Uint8Array): ApplyResult {
     if (!Number.isSafeInteger(index) || index <= this.#appliedIndex) {
@@ -162,9 +209,24 @@ export class RegistryStateMachine {
         `apply index ${String(index)} is not after the applied index ${this.#appliedIndex}: entries are applied once, in log order`,
       );
     }
+    this.#change = null;
+    const result = data.length === 0 ? NOOP : this.#applyCommand(index, data);
     this.#appliedIndex = index;
-    if (data.length === 0) return NOOP;
+    this.#store.setScalars({
+      appliedIndex: index,
+      lastRemovalIndex: this.#lastRemovalIndex,
+      instanceCount: this.#instanceCount,
+      nameCount: this.#nameCount,
+    });
+    const change = this.#change;
+    if (change !== null) {
+      this.#change = null;
+      this.#onChange?.(change);
+    }
+    return result;
+  }
 
+  #applyCommand(index: number, data: Uint8Array): ApplyResult {
     let cmd: ReturnType<typeof decodeCommand>;
     try {
       cmd = decodeCommand(data);
@@ -178,15 +240,13 @@ export class RegistryStateMachine {
     if (session === undefined) {
       const rejection = validateCommand(cmd);
       if (rejection !== null) return rejected(rejection);
-      return cmd.type === 'register'
-        ? this.#register(index, cmd.name, cmd.instance)
-        : this.#deregister(index, cmd.name, cmd.id);
+      return this.#run(index, cmd);
     }
 
     const rejection = validateCommand(cmd);
     // A command whose session itself is malformed cannot be tracked: reject without touching sessions.
     if (rejection !== null && rejection.code === 'invalid-session') return rejected(rejection);
-    const last = this.#sessions.get(session.client);
+    const last = this.#store.getSession(session.client);
     if (last !== undefined) {
       if (session.seq === last.seq) {
         this.#touchSession(session.client, last);
@@ -199,88 +259,157 @@ export class RegistryStateMachine {
         });
       }
     }
-    let result: CommandResult;
-    if (rejection !== null) result = rejected(rejection);
-    else if (cmd.type === 'register') result = this.#register(index, cmd.name, cmd.instance);
-    else result = this.#deregister(index, cmd.name, cmd.id);
+    const result = rejection !== null ? rejected(rejection) : this.#run(index, cmd);
     this.#touchSession(session.client, { seq: session.seq, result });
     return result;
   }
 
-  #touchSession(client: string, entry: SessionEntry): void {
-    this.#sessions.delete(client);
-    this.#sessions.set(client, entry);
-    if (this.#sessions.size > this.#maxSessions) {
-      const oldest = this.#sessions.keys().next();
-      if (oldest.done !== true) this.#sessions.delete(oldest.value);
+  #run(index: number, cmd: ReturnType<typeof decodeCommand>): CommandResult {
+    if (cmd.type === 'register') return this.#register(index, cmd.name, cmd.instance);
+    if (cmd.type === 'deregister') return this.#deregister(index, cmd.name, cmd.id);
+    return this.#setHealth(index, cmd.name, cmd.id, cmd.health);
+  }
+
+  #touchSession(client: string, entry: SessionRecord): void {
+    this.#store.touchSession(client, entry);
+    this.#trimSessions();
+  }
+
+  #trimSessions(): void {
+    while (this.#store.sessionCount > this.#maxSessions) {
+      const oldest = this.#store.oldestSession();
+      if (oldest === undefined) break;
+      this.#store.deleteSession(oldest);
     }
   }
 
+  #put(index: number, name: string, instances: readonly Instance[]): void {
+    Object.freeze(instances);
+    this.#store.putName(name, { instances, modifyIndex: index });
+    this.#change = { name, instances, modifyIndex: index };
+  }
+
   #register(index: number, name: string, instance: Instance): RegisterResult {
-    let entry = this.#names.get(name);
-    if (entry === undefined) {
-      entry = { instances: new Map(), modifyIndex: 0, sorted: undefined };
-      this.#names.set(name, entry);
+    const record = this.#store.getName(name);
+    const instances = record?.instances ?? NO_INSTANCES;
+    const at = indexOfId(instances, instance.id);
+    const previous = instances[at];
+    const exists = previous !== undefined && previous.id === instance.id;
+    if (exists && instancesEqual(previous, instance)) {
+      return Object.freeze({ type: 'register', ok: true, modifyIndex: record?.modifyIndex ?? index });
     }
-    const previous = entry.instances.get(instance.id);
-    if (previous === undefined) this.#instanceCount++;
-    else if (instancesEqual(previous, instance)) {
-      return Object.freeze({ type: 'register', ok: true, modifyIndex: entry.modifyIndex });
+    const next = instances.slice();
+    if (exists) next[at] = freezeInstance(instance);
+    else {
+      next.splice(at, 0, freezeInstance(instance));
+      this.#instanceCount++;
+      if (record === undefined) this.#nameCount++;
     }
-    entry.instances.set(instance.id, freezeInstance(instance));
-    entry.modifyIndex = index;
-    entry.sorted = undefined;
+    this.#put(index, name, next);
     return Object.freeze({ type: 'register', ok: true, modifyIndex: index });
   }
 
   #deregister(index: number, name: string, id: string): DeregisterResult {
-    const entry = this.#names.get(name);
-    if (entry === undefined || !entry.instances.delete(id)) {
+    const record = this.#store.getName(name);
+    const instances = record?.instances ?? NO_INSTANCES;
+    const at = indexOfId(instances, id);
+    if (record === undefined || instances[at]?.id !== id) {
       return Object.freeze({
         type: 'deregister',
         ok: true,
         removed: false,
-        modifyIndex: this.#modifyIndexOf(name),
+        modifyIndex: record?.modifyIndex ?? this.#lastRemovalIndex,
       });
     }
     this.#instanceCount--;
-    if (entry.instances.size === 0) {
-      this.#names.delete(name);
+    if (instances.length === 1) {
+      this.#store.deleteName(name);
+      this.#nameCount--;
       this.#lastRemovalIndex = index;
+      this.#change = { name, instances: NO_INSTANCES, modifyIndex: index };
     } else {
-      entry.modifyIndex = index;
-      entry.sorted = undefined;
+      const next = instances.slice();
+      next.splice(at, 1);
+      this.#put(index, name, next);
     }
     return Object.freeze({ type: 'deregister', ok: true, removed: true, modifyIndex: index });
   }
 
-  #modifyIndexOf(name: string): number {
-    return this.#names.get(name)?.modifyIndex ?? this.#lastRemovalIndex;
+  #setHealth(index: number, name: string, id: string, health: Health): SetHealthResult {
+    const record = this.#store.getName(name);
+    const instances = record?.instances ?? NO_INSTANCES;
+    const at = indexOfId(instances, id);
+    const previous = instances[at];
+    if (record === undefined || previous === undefined || previous.id !== id || previous.health === health) {
+      return Object.freeze({
+        type: 'set-health',
+        ok: true,
+        changed: false,
+        modifyIndex: record?.modifyIndex ?? this.#lastRemovalIndex,
+      });
+    }
+    const next = instances.slice();
+    // The tags and meta are already frozen; the new instance shares them.
+    next[at] = Object.freeze({ ...previous, health });
+    this.#put(index, name, next);
+    return Object.freeze({ type: 'set-health', ok: true, changed: true, modifyIndex: index });
   }
 
   /** The instances of a name, sorted by id, and the name's modifyIndex. */
   resolve(name: string): ResolveAnswer {
-    const entry = this.#names.get(name);
-    if (entry === undefined) return { name, instances: [], modifyIndex: this.#lastRemovalIndex };
-    if (entry.sorted === undefined) {
-      entry.sorted = [...entry.instances.values()].sort(byId);
-    }
-    return { name, instances: entry.sorted.slice(), modifyIndex: entry.modifyIndex };
-  }
-
-  stats(): RegistryStats {
-    return { names: this.#names.size, instances: this.#instanceCount };
+    const record = this.#store.getName(name);
+    if (record === undefined) return { name, instances: [], modifyIndex: this.#lastRemovalIndex };
+    return { name, instances: record.instances.slice(), modifyIndex: record.modifyIndex };
   }
 
   /**
-   * The whole state as deterministic bytes: equal states give equal bytes. Format version 1:
+   * Up to `limit` names that are `prefix` or lie under it label-wise (`a/b` covers `a/b` and `a/b/c`,
+   * not `a/bc`; the empty prefix covers every name), in name order, strictly after `after` ('' = from
+   * the start): pass the last name of a page to get the next one. Only names with instances are listed.
+   */
+  list(prefix: string, after: string, limit: number): ResolveAnswer[] {
+    if (!Number.isSafeInteger(limit) || limit < 1) {
+      throw new RangeError(`list limit ${String(limit)} is not valid: use a positive integer`);
+    }
+    const out: ResolveAnswer[] = [];
+    const push = (name: string, record: NameRecord): void => {
+      out.push({ name, instances: record.instances.slice(), modifyIndex: record.modifyIndex });
+    };
+    if (prefix === '') {
+      for (const { name, record } of this.#store.scanNames(after, undefined, limit)) push(name, record);
+      return out;
+    }
+    // Under `p` means `p` itself, then the key range [p + '/', p + '0') ('0' is the character after '/').
+    // Names such as `p-x` sort between the two and are not under `p`.
+    if (after < prefix) {
+      const record = this.#store.getName(prefix);
+      if (record !== undefined) push(prefix, record);
+    }
+    if (out.length < limit) {
+      const below = `${prefix}/`;
+      // `p/` is not a name, so "after p/" is the whole range.
+      const from = after < below ? below : after;
+      for (const { name, record } of this.#store.scanNames(from, `${prefix}0`, limit - out.length)) {
+        push(name, record);
+      }
+    }
+    return out;
+  }
+
+  stats(): RegistryStats {
+    return { names: this.#nameCount, instances: this.#instanceCount };
+  }
+
+  /**
+   * The whole state as deterministic bytes: equal states give equal bytes. Format version 2:
    *
-   *   snapshot := "AQRS" version:u8 (=1) appliedIndex lastRemovalIndex
+   *   snapshot := "AQRS" version:u8 (=2) appliedIndex lastRemovalIndex
    *               nnames (name:str modifyIndex ninstances instance*)*   names and ids strictly ascending
    *               nsessions (client:str seq result)*                     least recently used first
-   *   result   := 1 modifyIndex | 2 removed:u8 modifyIndex | 3 code:u8 message:str
+   *   result   := 1 modifyIndex | 2 removed:u8 modifyIndex | 3 code:u8 message:str | 4 changed:u8 modifyIndex
    *
-   * with the varints, strings and instance encoding of the command codec (commands.ts).
+   * with the varints, strings and (format 2) instance encoding of the command codec (commands.ts).
+   * Version 1 is the same without the instances' ttlMs and without result kind 4; restore() reads both.
    */
   snapshot(): Uint8Array {
     const w = new ByteWriter(
@@ -291,142 +420,146 @@ export class RegistryStateMachine {
     w.u8(SNAPSHOT_FORMAT_VERSION);
     w.varint(this.#appliedIndex, 'applied index');
     w.varint(this.#lastRemovalIndex, 'last removal index');
-    const names = [...this.#names.keys()].sort();
-    w.varint(names.length, 'name count');
-    for (const name of names) {
-      const entry = this.#names.get(name) as NameEntry;
-      w.str(name, 'name');
-      w.varint(entry.modifyIndex, 'modify index');
-      const instances = entry.sorted ?? [...entry.instances.values()].sort(byId);
-      entry.sorted = instances;
-      w.varint(instances.length, 'instance count');
-      for (const instance of instances) writeInstance(w, instance);
+    w.varint(this.#nameCount, 'name count');
+    let written = 0;
+    let after = '';
+    for (;;) {
+      const page = this.#store.scanNames(after, undefined, SNAPSHOT_SCAN_PAGE);
+      for (const { name, record } of page) {
+        w.str(name, 'name');
+        w.varint(record.modifyIndex, 'modify index');
+        w.varint(record.instances.length, 'instance count');
+        for (const instance of record.instances) writeInstance(w, instance);
+      }
+      written += page.length;
+      const last = page.at(-1);
+      if (last === undefined || page.length < SNAPSHOT_SCAN_PAGE) break;
+      after = last.name;
     }
-    w.varint(this.#sessions.size, 'session count');
-    for (const [client, { seq, result }] of this.#sessions) {
+    if (written !== this.#nameCount) {
+      throw new Error(
+        `cannot write snapshot: the store holds ${written} names, its count says ${this.#nameCount}`,
+      );
+    }
+    w.varint(this.#store.sessionCount, 'session count');
+    for (const [client, { seq, result }] of this.#store.sessions()) {
       w.str(client, 'session client');
       w.varint(seq, 'session seq');
-      if (result.type === 'register') {
-        w.u8(RESULT_REGISTER);
-        w.varint(result.modifyIndex, 'modify index');
-      } else if (result.type === 'deregister') {
-        w.u8(RESULT_DEREGISTER);
-        w.u8(result.removed ? 1 : 0);
-        w.varint(result.modifyIndex, 'modify index');
-      } else {
-        w.u8(RESULT_REJECTED);
-        w.u8(REJECT_CODES.indexOf(result.code));
-        w.str(result.message, 'message');
-      }
+      writeCommandResult(w, result);
     }
     return w.finish();
   }
 
-  /** Rebuilds a state machine from snapshot() bytes. Throws SnapshotDecodeError on malformed or inconsistent bytes. */
+  /**
+   * Rebuilds a state machine from snapshot() bytes (format 1 or 2), into `options.store` (default: a new
+   * MemoryRegistryStore), whose previous state is replaced atomically (a RocksRegistryStore writes it as
+   * one batch, pending changes dropped). Throws SnapshotDecodeError on malformed or inconsistent bytes,
+   * and then leaves the store as it was. A state machine built on the store before is stale afterwards:
+   * use the one returned. onChange is not called for the restored names.
+   */
   static restore(bytes: Uint8Array, options: RegistryOptions = {}): RegistryStateMachine {
     if (!(bytes instanceof Uint8Array)) throw new SnapshotDecodeError('input is not a Uint8Array', 0);
-    const sm = new RegistryStateMachine(options);
-    const r = new ByteReader(bytes, (message, offset) => new SnapshotDecodeError(message, offset));
-    for (const b of SNAPSHOT_MAGIC) {
-      if (r.u8('magic') !== b) throw r.fail('not a registry snapshot (bad magic)', 0);
+    const maxSessions = options.maxSessions ?? DEFAULT_MAX_SESSIONS;
+    if (!Number.isSafeInteger(maxSessions) || maxSessions < 1) {
+      throw new RangeError(`maxSessions ${String(maxSessions)} is not valid: use a positive integer`);
     }
-    const version = r.u8('format version');
-    if (version !== SNAPSHOT_FORMAT_VERSION) {
-      throw r.fail(
-        `unsupported snapshot version ${version} (this build reads version ${SNAPSHOT_FORMAT_VERSION})`,
-        4,
-      );
-    }
-    const appliedIndex = r.varint('applied index');
-    const lastRemovalIndex = r.varint('last removal index');
-    if (lastRemovalIndex > appliedIndex) throw r.fail('last removal index is after the applied index');
-    sm.#appliedIndex = appliedIndex;
-    sm.#lastRemovalIndex = lastRemovalIndex;
-
-    const nnames = r.count('name count', 3);
-    let previousName: string | undefined;
-    for (let i = 0; i < nnames; i++) {
-      const at = r.offset;
-      const name = r.str('name');
-      if (previousName !== undefined && !(previousName < name))
-        throw r.fail(`name ${quote(name)} is out of order`, at);
-      previousName = name;
-      const nameError = validateName(name);
-      if (nameError !== null) throw r.fail(nameError.message, at);
-      const modifyIndex = r.varint('modify index');
-      if (modifyIndex < 1 || modifyIndex > appliedIndex) {
-        throw r.fail(`name ${quote(name)} modify index ${modifyIndex} is outside 1..${appliedIndex}`, at);
-      }
-      const ninstances = r.count('instance count', 6);
-      if (ninstances === 0) throw r.fail(`name ${quote(name)} has no instances`, at);
-      const instances = new Map<string, Instance>();
-      const sorted: Instance[] = new Array(ninstances);
-      let previousId: string | undefined;
-      for (let j = 0; j < ninstances; j++) {
-        const instanceAt = r.offset;
-        const instance = freezeInstance(readInstance(r));
-        if (previousId !== undefined && !(previousId < instance.id)) {
-          throw r.fail(`instance ${quote(instance.id)} of ${quote(name)} is out of order`, instanceAt);
-        }
-        previousId = instance.id;
-        const instanceError = validateInstance(instance);
-        if (instanceError !== null) throw r.fail(instanceError.message, instanceAt);
-        instances.set(instance.id, instance);
-        sorted[j] = instance;
-      }
-      sm.#names.set(name, { instances, modifyIndex, sorted });
-      sm.#instanceCount += ninstances;
-    }
-
-    const nsessions = r.count('session count', 4);
-    for (let i = 0; i < nsessions; i++) {
-      const at = r.offset;
-      const client = r.str('session client');
-      if (sm.#sessions.has(client)) throw r.fail(`session ${quote(client)} appears twice`, at);
-      const seq = r.varint('session seq');
-      const kind = r.u8('session result kind');
-      let result: CommandResult;
-      if (kind === RESULT_REGISTER) {
-        result = { type: 'register', ok: true, modifyIndex: r.varint('modify index') };
-      } else if (kind === RESULT_DEREGISTER) {
-        const removed = r.u8('removed flag');
-        if (removed > 1) throw r.fail(`removed flag ${removed} is not 0 or 1`);
-        result = {
-          type: 'deregister',
-          ok: true,
-          removed: removed === 1,
-          modifyIndex: r.varint('modify index'),
-        };
-      } else if (kind === RESULT_REJECTED) {
-        const codeAt = r.offset;
-        const code = REJECT_CODES[r.u8('reject code')];
-        if (code === undefined) throw r.fail('unknown reject code', codeAt);
-        result = { type: 'rejected', ok: false, code, message: r.str('message') };
-      } else {
-        throw r.fail(`unknown session result kind ${kind}`, at);
-      }
-      if (result.type !== 'rejected' && result.modifyIndex > appliedIndex) {
-        throw r.fail(`session ${quote(client)} result modify index is after the applied index`, at);
-      }
-      sm.#sessions.set(client, { seq, result: Object.freeze(result) });
-    }
-    r.end('the snapshot');
-    // A smaller bound than the snapshot's writer had: forget the least recently used, as apply would.
-    while (sm.#sessions.size > sm.#maxSessions) {
-      const oldest = sm.#sessions.keys().next();
-      if (oldest.done === true) break;
-      sm.#sessions.delete(oldest.value);
-    }
-    return sm;
+    const store = options.store ?? new MemoryRegistryStore();
+    store.replace((sink) => decodeSnapshot(bytes, maxSessions, sink.putName, sink.putSession));
+    return new RegistryStateMachine({ ...options, store });
   }
+}
+
+/** Reads snapshot bytes, handing names and (at most maxSessions, the most recent) sessions over as it goes. */
+function decodeSnapshot(
+  bytes: Uint8Array,
+  maxSessions: number,
+  putName: (name: string, record: NameRecord) => void,
+  putSession: (client: string, record: SessionRecord) => void,
+): RegistryScalars {
+  const r = new ByteReader(bytes, (message, offset) => new SnapshotDecodeError(message, offset));
+  for (const b of SNAPSHOT_MAGIC) {
+    if (r.u8('magic') !== b) throw r.fail('not a registry snapshot (bad magic)', 0);
+  }
+  const version = r.u8('format version');
+  if (version !== 1 && version !== 2) {
+    throw r.fail(
+      `unsupported snapshot version ${version} (this build reads versions 1..${SNAPSHOT_FORMAT_VERSION})`,
+      4,
+    );
+  }
+  const withTtl = version >= 2;
+  const appliedIndex = r.varint('applied index');
+  const lastRemovalIndex = r.varint('last removal index');
+  if (lastRemovalIndex > appliedIndex) throw r.fail('last removal index is after the applied index');
+
+  const nnames = r.count('name count', 3);
+  let instanceCount = 0;
+  let previousName: string | undefined;
+  for (let i = 0; i < nnames; i++) {
+    const at = r.offset;
+    const name = r.str('name');
+    if (previousName !== undefined && !(previousName < name))
+      throw r.fail(`name ${quote(name)} is out of order`, at);
+    previousName = name;
+    const nameError = validateName(name);
+    if (nameError !== null) throw r.fail(nameError.message, at);
+    const modifyIndex = r.varint('modify index');
+    if (modifyIndex < 1 || modifyIndex > appliedIndex) {
+      throw r.fail(`name ${quote(name)} modify index ${modifyIndex} is outside 1..${appliedIndex}`, at);
+    }
+    const ninstances = r.count('instance count', 6);
+    if (ninstances === 0) throw r.fail(`name ${quote(name)} has no instances`, at);
+    const instances: Instance[] = new Array(ninstances);
+    let previousId: string | undefined;
+    for (let j = 0; j < ninstances; j++) {
+      const instanceAt = r.offset;
+      const instance = freezeInstance(readInstance(r, withTtl));
+      if (previousId !== undefined && !(previousId < instance.id)) {
+        throw r.fail(`instance ${quote(instance.id)} of ${quote(name)} is out of order`, instanceAt);
+      }
+      previousId = instance.id;
+      const instanceError = validateInstance(instance);
+      if (instanceError !== null) throw r.fail(instanceError.message, instanceAt);
+      instances[j] = instance;
+    }
+    putName(name, { instances: Object.freeze(instances), modifyIndex });
+    instanceCount += ninstances;
+  }
+
+  const nsessions = r.count('session count', 4);
+  // A smaller bound than the snapshot's writer had: forget the least recently used, as apply would.
+  const skip = Math.max(0, nsessions - maxSessions);
+  const seen = new Set<string>();
+  for (let i = 0; i < nsessions; i++) {
+    const at = r.offset;
+    const client = r.str('session client');
+    if (seen.has(client)) throw r.fail(`session ${quote(client)} appears twice`, at);
+    seen.add(client);
+    const seq = r.varint('session seq');
+    const result = readCommandResult(r, withTtl);
+    if (result.type !== 'rejected' && result.modifyIndex > appliedIndex) {
+      throw r.fail(`session ${quote(client)} result modify index is after the applied index`, at);
+    }
+    if (i >= skip) putSession(client, { seq, result });
+  }
+  r.end('the snapshot');
+  return { appliedIndex, lastRemovalIndex, instanceCount, nameCount: nnames };
 }
 
 function rejected(rejection: CommandRejection): RejectedResult {
   return Object.freeze({ type: 'rejected', ok: false, code: rejection.code, message: rejection.message });
 }
 
-function byId(a: Instance, b: Instance): number {
-  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+/** The position of `id` in instances sorted by id, or where it would be inserted. */
+function indexOfId(instances: readonly Instance[], id: string): number {
+  let lo = 0;
+  let hi = instances.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((instances[mid] as Instance).id < id) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 /**
@@ -440,7 +573,9 @@ function freezeInstance(instance: Instance): Instance {
 }
 
 function instancesEqual(a: Instance, b: Instance): boolean {
-  if (a.address !== b.address || a.port !== b.port || a.health !== b.health) return false;
+  if (a.address !== b.address || a.port !== b.port || a.health !== b.health || a.ttlMs !== b.ttlMs) {
+    return false;
+  }
   if (a.tags.length !== b.tags.length) return false;
   for (let i = 0; i < a.tags.length; i++) if (a.tags[i] !== b.tags[i]) return false;
   const aKeys = Object.keys(a.meta);

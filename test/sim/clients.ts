@@ -176,7 +176,7 @@ export class Clients {
       data = encodeCommand({
         type: 'register',
         name,
-        instance: { id, address, port, tags: [], meta: {}, health: 'passing' },
+        instance: { id, address, port, tags: [], meta: {}, health: 'passing', ttlMs: 0 },
         session: { client: c.session, seq: c.seq },
       });
       sessionKey = `${c.session}#${c.seq}`;
@@ -266,9 +266,10 @@ export class Clients {
         if (r.type === 'register') output = { kind: 'register' };
         else if (r.type === 'deregister') output = { kind: 'deregister', removed: r.removed };
         else {
+          const why = r.type === 'rejected' ? `${r.code}: ${r.message}` : `unexpected ${r.type} result`;
           this.cluster.checks.fail(
             'registry-rejection',
-            `${c.session} op#${op.id} ${describeInput(op.input)} was rejected: ${r.code}: ${r.message}`,
+            `${c.session} op#${op.id} ${describeInput(op.input)} was rejected: ${why}`,
           );
           return;
         }

@@ -1,12 +1,14 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
 import {
+  COMMAND_FORMAT_VERSION,
   type Command,
   CommandDecodeError,
   CommandEncodeError,
   decodeCommand,
   encodeCommand,
   type Instance,
+  MIN_COMMAND_FORMAT_VERSION,
   validateCommand,
 } from '../../src/registry/index.ts';
 
@@ -20,6 +22,7 @@ const instance: Instance = {
   tags: ['a'],
   meta: { z: '1', a: '2' },
   health: 'warning',
+  ttlMs: 30_000,
 };
 
 // ---- arbitraries ----
@@ -32,14 +35,17 @@ const metaKeyArb = fc.oneof(
   fc.constantFrom('__proto__', 'constructor'),
 );
 const healthArb = fc.constantFrom('passing', 'warning', 'critical' as const);
+const validTtlArb = fc.oneof(fc.constant(0), fc.integer({ min: 1_000, max: 86_400_000 }));
+const idArb = fc.stringMatching(/^[!-~]{1,20}$/);
 
 const validInstanceArb: fc.Arbitrary<Instance> = fc.record({
-  id: fc.stringMatching(/^[!-~]{1,20}$/),
+  id: idArb,
   address: fc.oneof(fc.ipV4(), fc.ipV6(), fc.domain()),
   port: fc.integer({ min: 0, max: 65535 }),
   tags: fc.array(anyText, { maxLength: 5 }),
   meta: fc.dictionary(metaKeyArb, anyText, { maxKeys: 5, noNullPrototype: true }),
   health: healthArb,
+  ttlMs: validTtlArb,
 });
 
 const sessionArb = fc.record({ client: fc.stringMatching(/^[!-~]{1,12}$/), seq: fc.maxSafeNat() });
@@ -53,9 +59,21 @@ const validCommandArb: fc.Arbitrary<Command> = fc.oneof(
     .tuple(validNameArb, validInstanceArb, fc.option(sessionArb))
     .map(([name, inst, s]) => withSession({ type: 'register', name, instance: inst }, s)),
   fc
-    .tuple(validNameArb, fc.stringMatching(/^[!-~]{1,20}$/), fc.option(sessionArb))
+    .tuple(validNameArb, idArb, fc.option(sessionArb))
     .map(([name, id, s]) => withSession({ type: 'deregister', name, id }, s)),
+  fc
+    .tuple(validNameArb, idArb, healthArb, fc.option(sessionArb))
+    .map(([name, id, health, s]) => withSession({ type: 'set-health', name, id, health }, s)),
 );
+
+/** The valid commands that format version 1 can carry: no set-health, no TTL. */
+const validV1CommandArb: fc.Arbitrary<Command> = validCommandArb.map((cmd): Command => {
+  if (cmd.type === 'set-health') {
+    const { health: _, ...rest } = cmd;
+    return { ...rest, type: 'deregister' };
+  }
+  return cmd.type === 'register' ? { ...cmd, instance: { ...cmd.instance, ttlMs: 0 } } : cmd;
+});
 
 /** Any representable command, valid for the registry or not (the codec does not judge names or limits). */
 const anyCommandArb: fc.Arbitrary<Command> = fc.oneof(
@@ -69,6 +87,7 @@ const anyCommandArb: fc.Arbitrary<Command> = fc.oneof(
         tags: fc.array(anyText, { maxLength: 4 }),
         meta: fc.dictionary(anyText, anyText, { maxKeys: 4, noNullPrototype: true }),
         health: healthArb,
+        ttlMs: fc.maxSafeNat(),
       }),
       fc.option(fc.record({ client: anyText, seq: fc.maxSafeNat() })),
     )
@@ -76,9 +95,16 @@ const anyCommandArb: fc.Arbitrary<Command> = fc.oneof(
   fc
     .tuple(anyText, anyText, fc.option(fc.record({ client: anyText, seq: fc.maxSafeNat() })))
     .map(([name, id, s]) => withSession({ type: 'deregister', name, id }, s)),
+  fc
+    .tuple(anyText, anyText, healthArb, fc.option(fc.record({ client: anyText, seq: fc.maxSafeNat() })))
+    .map(([name, id, health, s]) => withSession({ type: 'set-health', name, id, health }, s)),
 );
 
-/** decodeCommand either returns a command whose canonical encoding is the input, or throws CommandDecodeError. */
+/**
+ * decodeCommand either returns a command whose canonical encoding in the input's format version is the
+ * input, or throws CommandDecodeError. A version 1 command re-encodes (by default) to version 2 bytes that
+ * decode to the same command.
+ */
 function checkDecodeTotal(input: Uint8Array): void {
   let decoded: Command;
   try {
@@ -89,11 +115,16 @@ function checkDecodeTotal(input: Uint8Array): void {
     expect(error.message).to.not.contain('\n');
     return;
   }
-  expect(hex(encodeCommand(decoded))).to.equal(hex(input));
+  expect(hex(encodeCommand(decoded, input[0]))).to.equal(hex(input));
+  const current = encodeCommand(decoded);
+  expect(current[0]).to.equal(COMMAND_FORMAT_VERSION);
+  expect(decodeCommand(current)).to.deep.equal(decoded);
 }
 
 describe('registry command codec', () => {
-  it('pins format version 1 byte for byte (a format change must be deliberate)', () => {
+  it('pins format version 2 byte for byte (a format change must be deliberate)', () => {
+    expect(COMMAND_FORMAT_VERSION).to.equal(2);
+    expect(MIN_COMMAND_FORMAT_VERSION).to.equal(1);
     const encoded = encodeCommand({
       type: 'register',
       name: 'eu/pay',
@@ -102,7 +133,7 @@ describe('registry command codec', () => {
     });
     expect(hex(encoded)).to.equal(
       [
-        '01', // format version
+        '02', // format version
         '01', // type register
         '01', // flags: session
         '06 65752f706179', // name "eu/pay"
@@ -110,6 +141,7 @@ describe('registry command codec', () => {
         '08 31302e302e302e31', // address "10.0.0.1"
         '50', // port 80
         '01', // health warning
+        'b0ea01', // ttlMs 30000 as LEB128
         '01 0161', // 1 tag "a"
         '02 0161 0132 017a 0131', // 2 meta entries, keys sorted: a=2, z=1
         '01 63', // session client "c"
@@ -118,10 +150,69 @@ describe('registry command codec', () => {
         .join('')
         .replace(/\s+/g, ''),
     );
-    expect(hex(encodeCommand({ type: 'deregister', name: 'eu', id: 'x' }))).to.equal('0102000265750178');
+    expect(hex(encodeCommand({ type: 'deregister', name: 'eu', id: 'x' }))).to.equal('0202000265750178');
+    expect(
+      hex(
+        encodeCommand({
+          type: 'set-health',
+          name: 'eu',
+          id: 'x',
+          health: 'critical',
+          session: { client: 'c', seq: 1 },
+        }),
+      ),
+    ).to.equal('020301026575017802016301'); // type 3, session flag, name, id, health 2, session
   });
 
-  it('round-trips register and deregister, with and without a session', () => {
+  it('still reads format version 1 (a version 1 instance has ttlMs 0), and writes it on request', () => {
+    const v1 = [
+      '01', // format version
+      '01', // type register
+      '01', // flags: session
+      '06 65752f706179', // name "eu/pay"
+      '02 6931', // id "i1"
+      '08 31302e302e302e31', // address "10.0.0.1"
+      '50', // port 80
+      '01', // health warning (no ttlMs in version 1)
+      '01 0161', // 1 tag "a"
+      '02 0161 0132 017a 0131', // 2 meta entries, keys sorted: a=2, z=1
+      '01 63', // session client "c"
+      'ac02', // seq 300 as LEB128
+    ]
+      .join('')
+      .replace(/\s+/g, '');
+    const cmd: Command = {
+      type: 'register',
+      name: 'eu/pay',
+      instance: { ...instance, ttlMs: 0 },
+      session: { client: 'c', seq: 300 },
+    };
+    expect(decodeCommand(bytes(v1))).to.deep.equal(cmd);
+    expect(hex(encodeCommand(cmd, 1))).to.equal(v1);
+    expect(decodeCommand(bytes('0102000265750178'))).to.deep.equal({
+      type: 'deregister',
+      name: 'eu',
+      id: 'x',
+    });
+    // Re-encoding a version 1 command gives the version 2 bytes of the same command.
+    const v2 = encodeCommand(decodeCommand(bytes(v1)));
+    expect(v2[0]).to.equal(2);
+    expect(decodeCommand(v2)).to.deep.equal(cmd);
+  });
+
+  it('round-trips every valid version 1 command through format version 1 (property)', () => {
+    fc.assert(
+      fc.property(validV1CommandArb, (cmd) => {
+        const v1 = encodeCommand(cmd, 1);
+        expect(v1[0]).to.equal(1);
+        expect(decodeCommand(v1)).to.deep.equal(cmd);
+        checkDecodeTotal(v1);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('round-trips register, deregister and set-health, with and without a session', () => {
     const cases: Command[] = [
       { type: 'register', name: 'eu/pay', instance },
       { type: 'register', name: 'eu/pay', instance, session: { client: 'cli-1', seq: 0 } },
@@ -132,6 +223,9 @@ describe('registry command codec', () => {
         id: 'i1',
         session: { client: 'cli-1', seq: Number.MAX_SAFE_INTEGER },
       },
+      { type: 'set-health', name: 'eu/pay', id: 'i1', health: 'critical' },
+      { type: 'set-health', name: 'eu/pay', id: 'i1', health: 'passing', session: { client: 'l', seq: 9 } },
+      { type: 'register', name: 'eu/pay', instance: { ...instance, ttlMs: 86_400_000 } },
     ];
     for (const cmd of cases) expect(decodeCommand(encodeCommand(cmd))).to.deep.equal(cmd);
     // No session key at all when there is none (exactOptionalPropertyTypes: omitted, not undefined).
@@ -168,7 +262,7 @@ describe('registry command codec', () => {
       fc.property(validCommandArb, (cmd) => {
         expect(validateCommand(cmd)).to.equal(null);
         const encoded = encodeCommand(cmd);
-        expect(encoded[0]).to.equal(1);
+        expect(encoded[0]).to.equal(2);
         expect(decodeCommand(encoded)).to.deep.equal(cmd);
       }),
       { numRuns: 300 },
@@ -204,9 +298,30 @@ describe('registry command codec', () => {
 
     it('rejects empty input, an unknown version, an unknown type and unknown flag bits', () => {
       reject(new Uint8Array(0), /at byte 0: input ends where format version was expected \(truncated\?\)$/);
-      reject(bytes('02 02 00 02 6575 01 78'), /unsupported format version 2 \(this build reads version 1\)/);
+      reject(
+        bytes('03 02 00 02 6575 01 78'),
+        /unsupported format version 3 \(this build reads versions 1..2\)$/,
+      );
+      reject(bytes('00 02 00 02 6575 01 78'), /unsupported format version 0 /);
       reject(bytes('01 07 00 02 6575 01 78'), /at byte 1: unknown command type 7$/);
+      reject(bytes('02 04 00 02 6575 01 78'), /at byte 1: unknown command type 4$/);
       reject(bytes('01 02 02 02 6575 01 78'), /at byte 2: unknown flag bits 0x2$/);
+      reject(bytes('02 02 02 02 6575 01 78'), /at byte 2: unknown flag bits 0x2$/);
+    });
+
+    it('rejects set-health in format version 1, and an unknown health in a set-health', () => {
+      reject(
+        bytes('01 03 00 02 6575 01 78 02'),
+        /at byte 1: command type 3 \(set-health\) does not exist in format version 1$/,
+      );
+      expect(decodeCommand(bytes('02 03 00 02 6575 01 78 02'))).to.deep.equal({
+        type: 'set-health',
+        name: 'eu',
+        id: 'x',
+        health: 'critical',
+      });
+      reject(bytes('02 03 00 02 6575 01 78 03'), /at byte 8: unknown health code 3$/);
+      reject(bytes('02 03 00 02 6575 01 78'), /at byte 8: input ends where health was expected/);
     });
 
     it('rejects every truncation of a valid encoding', () => {
@@ -238,15 +353,35 @@ describe('registry command codec', () => {
     });
 
     it('rejects counts that cannot fit, an unknown health code and unsorted or repeated meta keys', () => {
-      const head = '01 01 00 01 6e 02 6931 01 61 50';
-      reject(bytes(`${head} 00 ffffffff0f`), /tag count 4294967295 cannot fit in the 0 bytes that remain/);
-      reject(bytes(`${head} 03 00 00`), /unknown instance health code 3$/);
-      reject(
-        bytes(`${head} 00 00 02 017a 0131 0161 0132`),
-        /meta key "a" is not after "z": keys must be unique and sorted$/,
-      );
-      reject(bytes(`${head} 00 00 02 0161 0131 0161 0132`), /meta key "a" is not after "a"/);
-      expect(decodeCommand(bytes(`${head} 00 00 02 0161 0132 017a 0131`))).to.deep.include({ name: 'n' });
+      // Version 1 (no ttl) and version 2 (ttl 0 after the health).
+      for (const [head, ttl] of [
+        ['01 01 00 01 6e 02 6931 01 61 50', ''],
+        ['02 01 00 01 6e 02 6931 01 61 50', '00'],
+      ] as const) {
+        reject(
+          bytes(`${head} 00 ${ttl} ffffffff0f`),
+          /tag count 4294967295 cannot fit in the 0 bytes that remain/,
+        );
+        reject(bytes(`${head} 03 ${ttl} 00 00`), /unknown instance health code 3$/);
+        reject(
+          bytes(`${head} 00 ${ttl} 00 02 017a 0131 0161 0132`),
+          /meta key "a" is not after "z": keys must be unique and sorted$/,
+        );
+        reject(bytes(`${head} 00 ${ttl} 00 02 0161 0131 0161 0132`), /meta key "a" is not after "a"/);
+        expect(decodeCommand(bytes(`${head} 00 ${ttl} 00 02 0161 0132 017a 0131`))).to.deep.include({
+          name: 'n',
+        });
+      }
+    });
+
+    it('rejects a non-minimal, oversized or truncated ttl', () => {
+      const head = '02 01 00 01 6e 02 6931 01 61 50 00';
+      reject(bytes(`${head} 8000 00 00`), /at byte 12: instance ttl is not minimally encoded$/);
+      reject(bytes(`${head} ffffffffffffffff01 00 00`), /instance ttl is longer than 8 bytes$/);
+      reject(bytes(head), /at byte 12: input ends inside instance ttl \(truncated\?\)$/);
+      expect(decodeCommand(bytes(`${head} e807 00 00`))).to.deep.include({
+        instance: { id: 'i1', address: 'a', port: 80, health: 'passing', ttlMs: 1000, tags: [], meta: {} },
+      });
     });
 
     it('rejects input that is not a Uint8Array', () => {
@@ -258,8 +393,13 @@ describe('registry command codec', () => {
 
     it('never throws anything else on arbitrary bytes, and accepts only canonical encodings (property)', () => {
       const prefixed = fc
-        .tuple(fc.constantFrom(1, 2), fc.constantFrom(0, 1), fc.uint8Array({ maxLength: 40 }))
-        .map(([type, flags, rest]) => new Uint8Array([1, type, flags, ...rest]));
+        .tuple(
+          fc.constantFrom(1, 2),
+          fc.constantFrom(1, 2, 3),
+          fc.constantFrom(0, 1),
+          fc.uint8Array({ maxLength: 40 }),
+        )
+        .map(([version, type, flags, rest]) => new Uint8Array([version, type, flags, ...rest]));
       fc.assert(fc.property(fc.oneof(fc.uint8Array({ maxLength: 40 }), prefixed), checkDecodeTotal), {
         numRuns: 1000,
       });
@@ -268,13 +408,16 @@ describe('registry command codec', () => {
     it('never throws anything else on truncated, extended or corrupted valid encodings (property)', () => {
       const mutated = fc
         .tuple(
-          validCommandArb,
+          fc.oneof(
+            validCommandArb.map((cmd) => encodeCommand(cmd)),
+            validV1CommandArb.map((cmd) => encodeCommand(cmd, 1)),
+          ),
           fc.nat(),
           fc.nat(255),
           fc.constantFrom('truncate', 'flip', 'insert', 'delete'),
         )
-        .map(([cmd, at, value, how]) => {
-          const b = [...encodeCommand(cmd)];
+        .map(([encoded, at, value, how]) => {
+          const b = [...encoded];
           const i = at % (b.length + 1);
           if (how === 'truncate') return new Uint8Array(b.slice(0, i));
           if (how === 'flip') b[i % b.length] = value;
@@ -313,6 +456,31 @@ describe('registry command codec', () => {
       expect(() =>
         encodeCommand({ type: 'deregister', name: 'n', id: 'i', session: { client: 'c', seq: 2 ** 53 } }),
       ).to.throw(CommandEncodeError, /session seq 9007199254740992 is not an integer 0..2\^53-1/);
+      expect(() => encodeCommand(reg({ ttlMs: -1 }))).to.throw(
+        CommandEncodeError,
+        /instance ttl -1 is not an integer/,
+      );
+      expect(() => encodeCommand(reg({ ttlMs: undefined as unknown as number }))).to.throw(
+        CommandEncodeError,
+        /instance ttl undefined is not an integer/,
+      );
+      expect(() =>
+        encodeCommand({ type: 'set-health', name: 'n', id: 'i', health: 'down' as Instance['health'] }),
+      ).to.throw(CommandEncodeError, /health "down" is unknown/);
+    });
+
+    it('refuses what format version 1 cannot carry, and unknown versions', () => {
+      expect(() => encodeCommand({ type: 'set-health', name: 'n', id: 'i', health: 'critical' }, 1)).to.throw(
+        CommandEncodeError,
+        /a set-health command cannot be written in format version 1$/,
+      );
+      expect(() =>
+        encodeCommand({ type: 'register', name: 'n', instance: { ...instance, ttlMs: 5_000 } }, 1),
+      ).to.throw(CommandEncodeError, /instance ttl 5000 cannot be written in format version 1 \(no TTLs\)$/);
+      expect(() => encodeCommand({ type: 'deregister', name: 'n', id: 'i' }, 3)).to.throw(
+        CommandEncodeError,
+        /unknown format version 3 \(this build writes versions 1..2\)$/,
+      );
     });
   });
 
@@ -341,6 +509,26 @@ describe('registry command codec', () => {
       expect(
         validateCommand({ type: 'deregister', name: 'eu', id: 'a', session: { client: 'c', seq: 1 } }),
       ).to.equal(null);
+      expect(
+        validateCommand({ type: 'register', name: 'eu', instance: { ...instance, ttlMs: 500 } }),
+      ).to.deep.equal({
+        code: 'invalid-instance',
+        message:
+          'instance "i1" TTL 500 ms is not valid: a TTL is 0 (no TTL check) or an integer 1000..86400000 ms (1 s to 24 h)',
+      });
+      expect(validateCommand({ type: 'set-health', name: 'eu', id: 'a', health: 'critical' })).to.equal(null);
+      expect(
+        validateCommand({ type: 'set-health', name: 'eu/', id: 'a', health: 'critical' })?.code,
+      ).to.equal('invalid-name');
+      expect(validateCommand({ type: 'set-health', name: 'eu', id: '', health: 'critical' })?.code).to.equal(
+        'invalid-instance',
+      );
+      expect(
+        validateCommand({ type: 'set-health', name: 'eu', id: 'a', health: 'ok' as Instance['health'] }),
+      ).to.deep.equal({
+        code: 'invalid-instance',
+        message: 'health "ok" for instance "a" is not one of passing, warning, critical',
+      });
     });
   });
 });

@@ -13,6 +13,8 @@ import {
   MAX_NAME_BYTES,
   MAX_TAG_BYTES,
   MAX_TAGS,
+  MAX_TTL_MS,
+  MIN_TTL_MS,
   parentOf,
   validateInstance,
   validateName,
@@ -165,6 +167,7 @@ const good: Instance = {
   tags: ['v1', 'primary'],
   meta: { version: '1.2.3', zone_id: 'a' },
   health: 'passing',
+  ttlMs: 0,
 };
 
 function instanceError(patch: Partial<Record<keyof Instance, unknown>>) {
@@ -316,5 +319,32 @@ describe('registry instance validation', () => {
     expect(error.message).to.equal(
       'instance "checkout-1" health "ok" is not one of passing, warning, critical',
     );
+  });
+
+  it('accepts a TTL of 0 (no TTL check) or 1 s..24 h in whole milliseconds, with a one-line reason otherwise', () => {
+    expect(MIN_TTL_MS).to.equal(1_000);
+    expect(MAX_TTL_MS).to.equal(86_400_000);
+    for (const ttlMs of [0, 1_000, 1_001, 30_000, 86_400_000]) {
+      expect(validateInstance({ ...good, ttlMs }), String(ttlMs)).to.equal(null);
+    }
+    const error = instanceError({ ttlMs: 999 });
+    expect(error.code).to.equal('bad-ttl');
+    expect(error.message).to.equal(
+      'instance "checkout-1" TTL 999 ms is not valid: a TTL is 0 (no TTL check) or an integer 1000..86400000 ms (1 s to 24 h)',
+    );
+    for (const ttlMs of [
+      1,
+      -1,
+      86_400_001,
+      1500.5,
+      Number.NaN,
+      Number.POSITIVE_INFINITY,
+      '5000',
+      undefined,
+    ]) {
+      const e = instanceError({ ttlMs });
+      expect(e.code, String(ttlMs)).to.equal('bad-ttl');
+      expect(e.message).to.not.contain('\n');
+    }
   });
 });

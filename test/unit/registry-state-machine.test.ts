@@ -5,8 +5,13 @@ import {
   type Command,
   decodeCommand,
   encodeCommand,
+  type Health,
   type Instance,
+  isUnder,
+  MemoryRegistryStore,
+  type RegistryChange,
   RegistryStateMachine,
+  type ResolveAnswer,
   type Session,
   SnapshotDecodeError,
   validateCommand,
@@ -16,7 +21,7 @@ const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 const NOOP = new Uint8Array(0);
 
 function inst(id: string, patch: Partial<Instance> = {}): Instance {
-  return { id, address: '10.0.0.1', port: 80, tags: [], meta: {}, health: 'passing', ...patch };
+  return { id, address: '10.0.0.1', port: 80, tags: [], meta: {}, health: 'passing', ttlMs: 0, ...patch };
 }
 
 function reg(name: string, instance: Instance, session?: Session): Uint8Array {
@@ -33,7 +38,21 @@ function dereg(name: string, id: string, session?: Session): Uint8Array {
   );
 }
 
+function health(name: string, id: string, h: Health, session?: Session): Uint8Array {
+  return encodeCommand(
+    session === undefined
+      ? { type: 'set-health', name, id, health: h }
+      : { type: 'set-health', name, id, health: h, session },
+  );
+}
+
 const ids = (sm: RegistryStateMachine, name: string): string[] => sm.resolve(name).instances.map((i) => i.id);
+const namesOf = (answers: ResolveAnswer[]): string[] => answers.map((a) => a.name);
+
+/** busy()'s state as format 1 bytes, written by the code before format 2 (TTLs, set-health). */
+const BUSY_V1_SNAPSHOT =
+  '41515253010705020861612f66697273740201017107666430303a3a3100020000077a7a2f6c617374030201610831302e302e302e315000000001620831302e302e302e31500002017801790201610162016b01760302633107010302633201020105026333020301556c6162656c20224261642220696e206e616d652022426164222068617320616e20757070657263617365206c6574746572202742273a206c6162656c7320617265206c6f77657263617365205b612d7a302d392d5d';
+const fromHex = (h: string): Uint8Array => new Uint8Array(Buffer.from(h, 'hex'));
 
 describe('registry state machine', () => {
   describe('apply', () => {
@@ -360,7 +379,10 @@ describe('registry state machine', () => {
         new Uint8Array([1, 2, 3, 4, 1, 0, 0, 0, 0]),
         /at byte 0: not a registry snapshot \(bad magic\)$/,
       );
-      reject(new Uint8Array([0x41, 0x51, 0x52, 0x53, 2]), /unsupported snapshot version 2/);
+      reject(
+        new Uint8Array([0x41, 0x51, 0x52, 0x53, 3]),
+        /unsupported snapshot version 3 \(this build reads versions 1..2\)$/,
+      );
       reject(new Uint8Array([...bytes, 0]), /unexpected trailing bytes after the snapshot$/);
       for (let n = 0; n < bytes.length; n++) {
         expect(() => RegistryStateMachine.restore(bytes.subarray(0, n)), `prefix ${n}`).to.throw(
@@ -399,6 +421,289 @@ describe('registry state machine', () => {
     });
   });
 
+  describe('snapshot formats', () => {
+    it('restores a format 1 snapshot (instances get ttlMs 0) into the same state, written back as format 2', () => {
+      const v1 = fromHex(BUSY_V1_SNAPSHOT);
+      const restored = RegistryStateMachine.restore(v1);
+      const busy = new RegistryStateMachine();
+      busy.apply(1, reg('zz/last', inst('b', { tags: ['x', 'y'], meta: { k: 'v', a: 'b' } })));
+      busy.apply(2, reg('aa/first', inst('q', { address: 'fd00::1', port: 0, health: 'critical' })));
+      busy.apply(3, reg('zz/last', inst('a'), { client: 'c1', seq: 7 }));
+      busy.apply(4, reg('mm/gone', inst('g')));
+      busy.apply(5, dereg('mm/gone', 'g', { client: 'c2', seq: 1 }));
+      busy.apply(6, reg('Bad', inst('a'), { client: 'c3', seq: 2 }));
+      busy.apply(7, NOOP);
+      expect(restored.resolve('aa/first').instances).to.deep.equal([
+        inst('q', { address: 'fd00::1', port: 0, health: 'critical', ttlMs: 0 }),
+      ]);
+      const v2 = restored.snapshot();
+      expect(v2[4]).to.equal(2);
+      expect(hex(v2)).to.equal(hex(busy.snapshot()));
+      expect(restored.stats()).to.deep.equal(busy.stats());
+      expect(restored.apply(8, reg('zz/last', inst('a'), { client: 'c1', seq: 7 }))).to.have.property(
+        'type',
+        'duplicate',
+      );
+    });
+
+    it('pins format 2 byte for byte (TTL after the health; set-health results are kind 4)', () => {
+      const sm = new RegistryStateMachine();
+      sm.apply(1, reg('a', inst('i', { ttlMs: 1000 })));
+      sm.apply(2, health('a', 'i', 'critical', { client: 'c', seq: 1 }));
+      expect(hex(sm.snapshot())).to.equal(
+        [
+          '41515253 02', // magic, version 2
+          '02 00', // applied index 2, last removal index 0
+          '01 0161 02 01', // 1 name "a", modify index 2, 1 instance
+          '0169 0831302e302e302e31 50 02 e807 00 00', // "i" 10.0.0.1 :80 critical ttl 1000, no tags, no meta
+          '01 0163 01 04 01 02', // 1 session "c" seq 1: set-health changed=1 modifyIndex 2
+        ]
+          .join('')
+          .replace(/\s+/g, ''),
+      );
+    });
+
+    it('refuses a set-health result (kind 4) in a format 1 snapshot, and accepts it in format 2', () => {
+      const patched = BUSY_V1_SNAPSHOT.replace('0263310701', '026331070401');
+      expect(patched).to.not.equal(BUSY_V1_SNAPSHOT);
+      expect(() => RegistryStateMachine.restore(fromHex(patched))).to.throw(
+        SnapshotDecodeError,
+        /unknown session result kind 4$/,
+      );
+      const sm = new RegistryStateMachine();
+      sm.apply(1, reg('a', inst('i')));
+      sm.apply(2, health('a', 'i', 'warning', { client: 'c', seq: 1 }));
+      const restored = RegistryStateMachine.restore(sm.snapshot());
+      expect(restored.apply(3, health('a', 'i', 'warning', { client: 'c', seq: 1 }))).to.deep.equal({
+        type: 'duplicate',
+        result: { type: 'set-health', ok: true, changed: true, modifyIndex: 2 },
+      });
+    });
+
+    it('restores into a given store, replacing what it held; a malformed snapshot leaves the store as it was', () => {
+      const store = new MemoryRegistryStore();
+      const sm = new RegistryStateMachine({ store });
+      sm.apply(1, reg('old/name', inst('x')));
+      const good = new RegistryStateMachine();
+      good.apply(5, reg('new/name', inst('y')));
+      const bytes = good.snapshot();
+      expect(() => RegistryStateMachine.restore(bytes.subarray(0, bytes.length - 1), { store })).to.throw(
+        SnapshotDecodeError,
+      );
+      expect(ids(new RegistryStateMachine({ store }), 'old/name')).to.deep.equal(['x']);
+      const restored = RegistryStateMachine.restore(bytes, { store });
+      expect(restored.store).to.equal(store);
+      expect(restored.appliedIndex).to.equal(5);
+      expect(restored.resolve('old/name').instances).to.deep.equal([]);
+      expect(ids(restored, 'new/name')).to.deep.equal(['y']);
+      // A state machine built later on the same store resumes from it.
+      expect(new RegistryStateMachine({ store }).appliedIndex).to.equal(5);
+    });
+  });
+
+  describe('health and TTLs', () => {
+    it('set-health changes one instance (changed=true, modifyIndex bumped) and is a no-op otherwise', () => {
+      const sm = new RegistryStateMachine();
+      sm.apply(1, reg('eu/pay', inst('a', { ttlMs: 5_000 })));
+      sm.apply(2, reg('eu/pay', inst('b')));
+      expect(sm.apply(3, health('eu/pay', 'a', 'critical'))).to.deep.equal({
+        type: 'set-health',
+        ok: true,
+        changed: true,
+        modifyIndex: 3,
+      });
+      expect(sm.resolve('eu/pay')).to.deep.equal({
+        name: 'eu/pay',
+        instances: [inst('a', { ttlMs: 5_000, health: 'critical' }), inst('b')],
+        modifyIndex: 3,
+      });
+      // Already critical: nothing changes.
+      expect(sm.apply(4, health('eu/pay', 'a', 'critical'))).to.deep.equal({
+        type: 'set-health',
+        ok: true,
+        changed: false,
+        modifyIndex: 3,
+      });
+      // Unknown instance, unknown name: no change; the modifyIndex reported is the name's.
+      expect(sm.apply(5, health('eu/pay', 'zz', 'critical'))).to.deep.include({
+        changed: false,
+        modifyIndex: 3,
+      });
+      expect(sm.apply(6, health('eu/none', 'a', 'passing'))).to.deep.include({
+        changed: false,
+        modifyIndex: 0,
+      });
+      expect(sm.resolve('eu/pay').modifyIndex).to.equal(3);
+      expect(sm.apply(7, health('eu/pay', 'a', 'passing'))).to.deep.include({
+        changed: true,
+        modifyIndex: 7,
+      });
+      expect(sm.resolve('eu/pay').instances[0]).to.deep.equal(inst('a', { ttlMs: 5_000 }));
+      expect(sm.stats()).to.deep.equal({ names: 1, instances: 2 });
+      expect(Object.isFrozen(sm.resolve('eu/pay').instances[0])).to.equal(true);
+    });
+
+    it('a registration replaces the instance, health and TTL included; a different TTL is a change', () => {
+      const sm = new RegistryStateMachine();
+      sm.apply(1, reg('eu/pay', inst('a', { ttlMs: 5_000 })));
+      sm.apply(2, health('eu/pay', 'a', 'critical'));
+      expect(sm.apply(3, reg('eu/pay', inst('a', { ttlMs: 5_000 })))).to.deep.equal({
+        type: 'register',
+        ok: true,
+        modifyIndex: 3,
+      });
+      expect(sm.resolve('eu/pay').instances).to.deep.equal([inst('a', { ttlMs: 5_000 })]);
+      expect(sm.apply(4, reg('eu/pay', inst('a', { ttlMs: 5_000 })))).to.deep.include({ modifyIndex: 3 });
+      expect(sm.apply(5, reg('eu/pay', inst('a', { ttlMs: 6_000 })))).to.deep.include({ modifyIndex: 5 });
+      expect(sm.apply(6, reg('eu/pay', inst('a')))).to.deep.include({ modifyIndex: 6 });
+      expect(sm.resolve('eu/pay').instances).to.deep.equal([inst('a')]);
+    });
+
+    it('rejects an invalid TTL as invalid-instance, identically, and a set-health of an invalid name', () => {
+      const sm = new RegistryStateMachine();
+      expect(sm.apply(1, reg('eu/pay', inst('a', { ttlMs: 999 })))).to.deep.equal({
+        type: 'rejected',
+        ok: false,
+        code: 'invalid-instance',
+        message:
+          'instance "a" TTL 999 ms is not valid: a TTL is 0 (no TTL check) or an integer 1000..86400000 ms (1 s to 24 h)',
+      });
+      expect(sm.apply(2, health('eu/Pay', 'a', 'critical'))).to.have.property('code', 'invalid-name');
+      expect(sm.stats()).to.deep.equal({ names: 0, instances: 0 });
+    });
+
+    it('applies a set-health with a session once (a duplicate gets the first result)', () => {
+      const sm = new RegistryStateMachine();
+      sm.apply(1, reg('eu/pay', inst('a')));
+      const data = health('eu/pay', 'a', 'critical', { client: 'leader-1', seq: 1 });
+      const first = sm.apply(2, data);
+      sm.apply(3, reg('eu/pay', inst('a'))); // revived by a registration
+      expect(sm.apply(4, data)).to.deep.equal({ type: 'duplicate', result: first });
+      expect(sm.resolve('eu/pay').instances[0]?.health).to.equal('passing');
+    });
+  });
+
+  describe('onChange', () => {
+    it('reports every apply that really changed a name, after the state (sessions included) is updated', () => {
+      const changes: RegistryChange[] = [];
+      const seen: { applied: number; resolve: ResolveAnswer; session: unknown }[] = [];
+      const sm: RegistryStateMachine = new RegistryStateMachine({
+        onChange: (change) => {
+          changes.push(change);
+          seen.push({
+            applied: sm.appliedIndex,
+            resolve: sm.resolve(change.name),
+            session: sm.store.getSession('c'),
+          });
+        },
+      });
+      const first = sm.apply(1, reg('eu/pay', inst('a'), { client: 'c', seq: 1 }));
+      expect(changes).to.deep.equal([{ name: 'eu/pay', instances: [inst('a')], modifyIndex: 1 }]);
+      expect(seen).to.deep.equal([
+        {
+          applied: 1,
+          resolve: { name: 'eu/pay', instances: [inst('a')], modifyIndex: 1 },
+          session: { seq: 1, result: first },
+        },
+      ]);
+    });
+
+    it('is not called for no-ops, identical registrations, absent removals, unchanged health, duplicates and rejections', () => {
+      const changes: RegistryChange[] = [];
+      const sm = new RegistryStateMachine({ onChange: (c) => changes.push(c) });
+      const data = reg('eu/pay', inst('a'), { client: 'c', seq: 1 });
+      sm.apply(1, data);
+      sm.apply(2, data); // duplicate
+      sm.apply(3, reg('eu/pay', inst('a'))); // identical
+      sm.apply(4, NOOP);
+      sm.apply(5, dereg('eu/pay', 'zz'));
+      sm.apply(6, health('eu/pay', 'a', 'passing'));
+      sm.apply(7, health('eu/pay', 'zz', 'critical'));
+      sm.apply(8, reg('eu/Pay', inst('a')));
+      sm.apply(9, new Uint8Array([1, 2, 3]));
+      sm.apply(10, reg('eu/pay', inst('b')));
+      sm.apply(11, health('eu/pay', 'b', 'warning'));
+      sm.apply(12, dereg('eu/pay', 'a'));
+      sm.apply(13, dereg('eu/pay', 'b'));
+      expect(changes).to.deep.equal([
+        { name: 'eu/pay', instances: [inst('a')], modifyIndex: 1 },
+        { name: 'eu/pay', instances: [inst('a'), inst('b')], modifyIndex: 10 },
+        { name: 'eu/pay', instances: [inst('a'), inst('b', { health: 'warning' })], modifyIndex: 11 },
+        { name: 'eu/pay', instances: [inst('b', { health: 'warning' })], modifyIndex: 12 },
+        { name: 'eu/pay', instances: [], modifyIndex: 13 },
+      ]);
+      for (const c of changes) expect(Object.isFrozen(c.instances)).to.equal(true);
+    });
+  });
+
+  describe('list', () => {
+    const all = ['a', 'a/b', 'a/b-x', 'a/b-x/y', 'a/b/c', 'a/b/c/d', 'a/bc', 'ab', 'b'];
+    function populated(): RegistryStateMachine {
+      const sm = new RegistryStateMachine();
+      // Registered out of order, with a name that comes and goes.
+      [...all].reverse().forEach((name, i) => {
+        sm.apply(i + 1, reg(name, inst(`i${i}`)));
+      });
+      sm.apply(100, reg('a/b/gone', inst('g')));
+      sm.apply(101, dereg('a/b/gone', 'g'));
+      return sm;
+    }
+
+    it('lists the names equal to or under a prefix at label boundaries, in name order', () => {
+      const sm = populated();
+      expect(namesOf(sm.list('', '', 100))).to.deep.equal(all);
+      expect(namesOf(sm.list('a/b', '', 100))).to.deep.equal(['a/b', 'a/b/c', 'a/b/c/d']);
+      expect(namesOf(sm.list('a', '', 100))).to.deep.equal([
+        'a',
+        'a/b',
+        'a/b-x',
+        'a/b-x/y',
+        'a/b/c',
+        'a/b/c/d',
+        'a/bc',
+      ]);
+      expect(namesOf(sm.list('a/b-x', '', 100))).to.deep.equal(['a/b-x', 'a/b-x/y']);
+      expect(namesOf(sm.list('a/b/c/d', '', 100))).to.deep.equal(['a/b/c/d']);
+      expect(namesOf(sm.list('a/b/c/d/e', '', 100))).to.deep.equal([]);
+      expect(namesOf(sm.list('c', '', 100))).to.deep.equal([]);
+      // A prefix without instances of its own still covers the names below it.
+      sm.apply(200, dereg('a/b', 'i7'));
+      expect(namesOf(sm.list('a/b', '', 100))).to.deep.equal(['a/b/c', 'a/b/c/d']);
+      expect(sm.list('a/b/c', '', 1)).to.deep.equal([sm.resolve('a/b/c')]);
+    });
+
+    it('pages strictly after `after`, and answers like resolve (fresh arrays, frozen instances)', () => {
+      const sm = populated();
+      for (const prefix of ['', 'a', 'a/b']) {
+        const whole = sm.list(prefix, '', 1000);
+        for (const limit of [1, 2, 3]) {
+          const paged: ResolveAnswer[] = [];
+          let after = '';
+          for (;;) {
+            const page = sm.list(prefix, after, limit);
+            expect(page.length).to.be.at.most(limit);
+            paged.push(...page);
+            if (page.length < limit) break;
+            after = page.at(-1)?.name ?? '';
+          }
+          expect(paged).to.deep.equal(whole);
+        }
+      }
+      expect(namesOf(sm.list('a/b', 'a/b', 10))).to.deep.equal(['a/b/c', 'a/b/c/d']);
+      expect(namesOf(sm.list('a/b', 'a/b/c', 10))).to.deep.equal(['a/b/c/d']);
+      expect(namesOf(sm.list('a/b', 'a/b-x/y', 10))).to.deep.equal(['a/b/c', 'a/b/c/d']);
+      expect(namesOf(sm.list('a/b', 'a/b/c/d', 10))).to.deep.equal([]);
+      expect(namesOf(sm.list('', 'a/bc', 10))).to.deep.equal(['ab', 'b']);
+      expect(namesOf(sm.list('', 'zzz', 10))).to.deep.equal([]);
+      const answer = sm.list('a/b/c', '', 1)[0]!;
+      expect(answer).to.deep.equal(sm.resolve('a/b/c'));
+      answer.instances.pop();
+      expect(sm.resolve('a/b/c').instances).to.have.length(1);
+      expect(() => sm.list('', '', 0)).to.throw(RangeError, /list limit 0 is not valid/);
+      expect(() => sm.list('', '', 1.5)).to.throw(RangeError);
+    });
+  });
+
   describe('properties over random histories (fast-check)', () => {
     const names = ['eu/pay', 'eu/shop', 'us', 'eu/Bad'];
     const idArb = fc.constantFrom('i1', 'i2', 'i3');
@@ -409,6 +714,7 @@ describe('registry state machine', () => {
       tags: fc.constantFrom([], ['a'], ['a', 'b']),
       meta: fc.constantFrom({}, { k: 'v' }, { k: 'w', z: '1' }),
       health: fc.constantFrom('passing', 'warning', 'critical' as const),
+      ttlMs: fc.constantFrom(0, 0, 5_000, 10),
     });
     const sessionArb = fc.option(
       fc.record({ client: fc.constantFrom('c1', 'c2', 'c3', ''), seq: fc.nat(6) }),
@@ -423,6 +729,14 @@ describe('registry state machine', () => {
       fc
         .tuple(fc.constantFrom(...names), idArb, sessionArb)
         .map(([name, id, s]): Uint8Array => (s === null ? dereg(name, id) : dereg(name, id, s))),
+      fc
+        .tuple(
+          fc.constantFrom(...names),
+          idArb,
+          fc.constantFrom('passing', 'warning', 'critical' as const),
+          sessionArb,
+        )
+        .map(([name, id, h, s]): Uint8Array => (s === null ? health(name, id, h) : health(name, id, h, s))),
     );
     type Step = { kind: 'data'; data: Uint8Array } | { kind: 'replay'; pick: number };
     const stepArb: fc.Arbitrary<Step> = fc.oneof(
@@ -480,6 +794,15 @@ describe('registry state machine', () => {
           lastChange.set(cmd.name, index);
           return { type: 'register', ok: true, modifyIndex: index };
         }
+        if (cmd.type === 'set-health') {
+          const old = map.get(cmd.id);
+          if (old === undefined || old.health === cmd.health) {
+            return { type: 'set-health', ok: true, changed: false, modifyIndex: current(cmd.name) };
+          }
+          map.set(cmd.id, { ...old, health: cmd.health });
+          lastChange.set(cmd.name, index);
+          return { type: 'set-health', ok: true, changed: true, modifyIndex: index };
+        }
         if (!map.has(cmd.id))
           return { type: 'deregister', ok: true, removed: false, modifyIndex: current(cmd.name) };
         map.delete(cmd.id);
@@ -528,7 +851,13 @@ describe('registry state machine', () => {
         instances: [...(state.get(name)?.values() ?? [])].sort((a, b) => (a.id < b.id ? -1 : 1)),
         modifyIndex: current(name),
       });
-      return { results, resolve };
+      const list = (prefix: string, after: string, limit: number) =>
+        [...state.keys()]
+          .filter((name) => isUnder(name, prefix) && name > after)
+          .sort()
+          .slice(0, limit)
+          .map(resolve);
+      return { results, resolve, list };
     }
 
     function sortMeta(i: Instance): unknown {
@@ -546,6 +875,16 @@ describe('registry state machine', () => {
           const expected = model(log);
           expect(applyAll(sm, log)).to.deep.equal(expected.results);
           for (const name of names) expect(sm.resolve(name)).to.deep.equal(expected.resolve(name));
+          for (const [prefix, after, limit] of [
+            ['', '', 10],
+            ['eu', '', 10],
+            ['eu', 'eu/pay', 10],
+            ['', '', 1],
+            ['us', '', 10],
+            ['eu/pay', '', 10],
+          ] as const) {
+            expect(sm.list(prefix, after, limit)).to.deep.equal(expected.list(prefix, after, limit));
+          }
           expect(sm.appliedIndex).to.equal(log.at(-1)?.index ?? 0);
         }),
         { numRuns: 200 },

@@ -1,0 +1,578 @@
+/**
+ * RegistryStore over RocksDB: a scope's registry state (src/registry) in the anchor's one RocksDB
+ * database, next to the scope's Raft keys (rocksdb-raft-storage.ts), so that a scope can hold millions of
+ * instances in bounded memory.
+ *
+ * Key layout (utf8 strings; `<scope>` may not be empty or contain '/'):
+ *   r/<scope>/meta              the scalars: applied index, last removal index, instance and name counts,
+ *                               and the session clock
+ *   r/<scope>/n/<name>          one name's record: its modify index and its instances, sorted by id
+ *   r/<scope>/sess/<client>     one client session: its recency stamp, last seq and cached result
+ * Names are ASCII, so the byte order of the keys is the name order the state machine lists in; a scope's
+ * names are the range [r/<scope>/n/, r/<scope>/n0) and its whole registry [r/<scope>/, r/<scope>0).
+ *
+ * Values: [version u8 = 1][tag u8][payload][crc32 u32 BE]; the CRC covers the key's UTF-8 bytes and then
+ * every byte of the value before it, so a torn value and a value under the wrong key are both caught.
+ *   tag 1 name:    modifyIndex varint, count varint, instance* (the command format 2 instance encoding)
+ *   tag 2 meta:    appliedIndex, lastRemovalIndex, instanceCount, nameCount, sessionClock (varints)
+ *   tag 3 session: stamp varint, seq varint, result (the snapshot's result encoding)
+ * Varints and strings are the registry codec's (src/registry/commands.ts). A value that does not decode is
+ * a StorageCorruptionError naming its key.
+ *
+ * Reads are synchronous (apply() is): @nxtedition/rocksdb 12.2 offers `_getManySync` (a MultiGet),
+ * `querySync` (a bounded range read) and a chained batch with `_writeSync`, none of them in its typings
+ * (see SyncDb below); verified on Node 24 by test/integration/rocks-registry-store.test.ts.
+ *
+ * Writes: putName/deleteName/touchSession/setScalars only change an in-memory overlay, which every read
+ * sees. commit() writes the overlay, the dirty sessions and the meta (applied index included) as ONE
+ * atomic RocksDB batch, then empties the overlay. So the stored state is always the state after some
+ * applied index, never a mix; after a restart the state machine resumes after that index and the Raft
+ * log replays the rest. commit() does not fsync by default: the Raft log is the durable record, and a
+ * later synced batch on the same database (the Raft storage's next save) makes the commit durable too,
+ * because RocksDB's WAL is ordered: a synced write syncs every write logged before it. An unsynced commit
+ * survives a process crash (it is in the OS's page cache), not necessarily a power loss before that.
+ *
+ * Memory: the overlay (what changed since the last commit), a bounded LRU of decoded name records
+ * (`cacheSize`), and the sessions, which the state machine bounds (maxSessions) and which are kept in
+ * memory in recency order (read back and ordered by their stamps when the store is created).
+ */
+import { crc32 } from 'node:zlib';
+import type rocksdb from '@nxtedition/rocksdb';
+import { ByteReader, ByteWriter, readInstance, writeInstance } from '../registry/commands.ts';
+import type { Instance } from '../registry/instance.ts';
+import {
+  type NameEntry,
+  type NameRecord,
+  type RegistryScalars,
+  type RegistrySink,
+  type RegistryStore,
+  readCommandResult,
+  type SessionRecord,
+  upperBound,
+  writeCommandResult,
+  ZERO_SCALARS,
+} from '../registry/store.ts';
+import { type RocksRaftStore, StorageCorruptionError } from './rocksdb-raft-storage.ts';
+
+type RocksLevel = InstanceType<typeof rocksdb.RocksLevel>;
+
+/** The synchronous calls of @nxtedition/rocksdb 12.2 this store uses (absent from its typings). */
+interface SyncDb {
+  readonly status: 'opening' | 'open' | 'closing' | 'closed';
+  /** A MultiGet: Buffer, undefined when absent (null only with a timeout, which is never set here). */
+  _getManySync(keys: string[]): (Buffer | undefined | null)[];
+  /** A range read of at most `limit` rows; rows alternate key, value (undefined when values is false). */
+  querySync(options: {
+    gt?: string;
+    gte?: string;
+    lt: string;
+    limit: number;
+    keys?: boolean;
+    values?: boolean;
+    keyEncoding: 'utf8';
+    valueEncoding: 'buffer';
+  }): { rows: (string | Buffer | undefined)[] };
+  /** With no argument: a chained batch. */
+  batch(): SyncBatch;
+}
+
+interface SyncBatch {
+  _put(key: string, value: Buffer): void;
+  _del(key: string): void;
+  /** Writes the batch atomically before returning; throws on failure. */
+  _writeSync(options: { sync?: boolean }): void;
+  close(): Promise<void>;
+}
+
+export interface RocksRegistryStoreOptions {
+  /** Most decoded name records kept in memory (an LRU), besides the uncommitted ones. Default 10,000; 0 = none. */
+  readonly cacheSize?: number;
+}
+
+export interface CommitOptions {
+  /** fsync the WAL before returning. Default false (see the header comment). */
+  readonly sync?: boolean;
+}
+
+const VERSION = 1;
+const TAG_NAME = 1;
+const TAG_META = 2;
+const TAG_SESSION = 3;
+const TRAILER = 4;
+/** Rows per range read (scans, loading sessions, clearing the scope). */
+const PAGE = 1000;
+const DEFAULT_CACHE_SIZE = 10_000;
+
+class ValueError extends Error {}
+
+interface SessionSlot {
+  readonly record: SessionRecord;
+  /** Recency: larger is more recent. Stored with the session so the LRU order survives a restart. */
+  readonly stamp: number;
+}
+
+/** One store per (database, scope): two stores over the same keys would overwrite each other. */
+const opened = new WeakMap<object, Map<string, RocksRegistryStore>>();
+
+/** The registry state of one scope in RocksDB. Obtain it from `RocksRegistryStore.forScope(raftStore, scope)`. */
+export class RocksRegistryStore implements RegistryStore {
+  readonly scope: string;
+  readonly #db: SyncDb;
+  readonly #metaKey: string;
+  readonly #scopePrefix: string;
+  readonly #scopeEnd: string;
+  readonly #namePrefix: string;
+  readonly #nameEnd: string;
+  readonly #sessionPrefix: string;
+  readonly #sessionEnd: string;
+  readonly #cacheSize: number;
+
+  #scalars: RegistryScalars = ZERO_SCALARS;
+  #clock = 0;
+  #metaDirty = false;
+  /** Names changed since the last commit: the new record, or null when deleted. */
+  #overlay = new Map<string, NameRecord | null>();
+  /** The overlay's names sorted, for scans; null when stale. */
+  #overlaySorted: string[] | null = [];
+  /** Committed records, least recently used first. */
+  #cache = new Map<string, NameRecord>();
+  /** Every session (committed or not), least recently used first. */
+  #sessions = new Map<string, SessionSlot>();
+  /** Sessions touched or deleted since the last commit. */
+  #dirtySessions = new Set<string>();
+
+  /** The store of `scope` in the database of `raftStore`; the same object for the same scope (and database). */
+  static forScope(
+    raftStore: RocksRaftStore,
+    scope: string,
+    options: RocksRegistryStoreOptions = {},
+  ): RocksRegistryStore {
+    return RocksRegistryStore.forDatabase(raftStore.database, scope, options);
+  }
+
+  /** The store of `scope` in an open database (opened with utf8 keys and buffer values). */
+  static forDatabase(
+    db: RocksLevel,
+    scope: string,
+    options: RocksRegistryStoreOptions = {},
+  ): RocksRegistryStore {
+    let stores = opened.get(db);
+    if (stores === undefined) {
+      stores = new Map();
+      opened.set(db, stores);
+    }
+    let store = stores.get(scope);
+    if (store === undefined) {
+      store = new RocksRegistryStore(db, scope, options);
+      stores.set(scope, store);
+    }
+    return store;
+  }
+
+  /** @internal Use forScope or forDatabase. Reads the scalars and the sessions. */
+  constructor(db: RocksLevel, scope: string, options: RocksRegistryStoreOptions = {}) {
+    if (scope === '' || scope.includes('/')) {
+      throw new RangeError(
+        `registry store: scope id ${JSON.stringify(scope)} may not be empty or contain '/'`,
+      );
+    }
+    const cacheSize = options.cacheSize ?? DEFAULT_CACHE_SIZE;
+    if (!Number.isSafeInteger(cacheSize) || cacheSize < 0) {
+      throw new RangeError(`registry store: cacheSize ${String(cacheSize)} is not a non-negative integer`);
+    }
+    this.scope = scope;
+    this.#db = db as unknown as SyncDb;
+    this.#cacheSize = cacheSize;
+    this.#scopePrefix = `r/${scope}/`;
+    this.#scopeEnd = `r/${scope}0`;
+    this.#metaKey = `${this.#scopePrefix}meta`;
+    this.#namePrefix = `${this.#scopePrefix}n/`;
+    this.#nameEnd = `${this.#scopePrefix}n0`;
+    this.#sessionPrefix = `${this.#scopePrefix}sess/`;
+    this.#sessionEnd = `${this.#scopePrefix}sess0`;
+    this.#load();
+  }
+
+  #load(): void {
+    const [meta] = this.#read([this.#metaKey]);
+    if (meta !== undefined) {
+      const r = this.#reader(this.#metaKey, meta, TAG_META);
+      this.#decode(this.#metaKey, () => {
+        this.#scalars = Object.freeze({
+          appliedIndex: r.varint('applied index'),
+          lastRemovalIndex: r.varint('last removal index'),
+          instanceCount: r.varint('instance count'),
+          nameCount: r.varint('name count'),
+        });
+        this.#clock = r.varint('session clock');
+        r.end('the meta');
+      });
+    }
+    const slots: [string, SessionSlot][] = [];
+    for (const [key, value] of this.#range(this.#sessionPrefix, this.#sessionEnd)) {
+      const slot = this.#decodeSession(key, value);
+      slots.push([key.slice(this.#sessionPrefix.length), slot]);
+      if (slot.stamp > this.#clock) this.#clock = slot.stamp;
+    }
+    slots.sort((a, b) => a[1].stamp - b[1].stamp);
+    this.#sessions = new Map(slots);
+  }
+
+  // ---- scalars ----
+
+  scalars(): RegistryScalars {
+    return this.#scalars;
+  }
+
+  setScalars(scalars: RegistryScalars): void {
+    this.#scalars = scalars;
+    this.#metaDirty = true;
+  }
+
+  // ---- names ----
+
+  getName(name: string): NameRecord | undefined {
+    const pending = this.#overlay.get(name);
+    if (pending !== undefined) return pending ?? undefined;
+    const cached = this.#cache.get(name);
+    if (cached !== undefined) {
+      this.#cache.delete(name);
+      this.#cache.set(name, cached);
+      return cached;
+    }
+    const key = this.#namePrefix + name;
+    const [value] = this.#read([key]);
+    if (value === undefined) return undefined;
+    const record = this.#decodeName(key, value);
+    this.#remember(name, record);
+    return record;
+  }
+
+  putName(name: string, record: NameRecord): void {
+    if (!this.#overlay.has(name)) this.#overlaySorted = null;
+    this.#overlay.set(name, record);
+    this.#cache.delete(name);
+  }
+
+  deleteName(name: string): void {
+    if (!this.#overlay.has(name)) this.#overlaySorted = null;
+    this.#overlay.set(name, null);
+    this.#cache.delete(name);
+  }
+
+  scanNames(after: string, before: string | undefined, limit: number): NameEntry[] {
+    const out: NameEntry[] = [];
+    if (limit <= 0) return out;
+    // Two sorted streams merged: the committed names (read a page at a time) and the overlay's.
+    if (this.#overlaySorted === null) this.#overlaySorted = [...this.#overlay.keys()].sort();
+    const pending = this.#overlaySorted;
+    let oi = upperBound(pending, after);
+    const end = before === undefined ? this.#nameEnd : this.#namePrefix + before;
+    const pageSize = Math.min(PAGE, limit + 16);
+    let rows: (string | Buffer | undefined)[] = [];
+    let ri = 0;
+    let cursor = this.#namePrefix + after;
+    let exhausted = false;
+    while (out.length < limit) {
+      if (ri >= rows.length && !exhausted) {
+        rows = this.#query({ gt: cursor, lt: end, limit: pageSize }).rows;
+        ri = 0;
+        exhausted = rows.length < 2 * pageSize;
+        const lastKey = rows[rows.length - 2];
+        if (typeof lastKey === 'string') cursor = lastKey;
+      }
+      const dbName = ri < rows.length ? (rows[ri] as string).slice(this.#namePrefix.length) : undefined;
+      let pendingName = pending[oi];
+      if (pendingName !== undefined && before !== undefined && pendingName >= before) pendingName = undefined;
+      if (dbName === undefined && pendingName === undefined) break;
+      if (pendingName !== undefined && (dbName === undefined || pendingName <= dbName)) {
+        oi++;
+        if (pendingName === dbName) ri += 2; // superseded by the overlay
+        const record = this.#overlay.get(pendingName);
+        if (record) out.push({ name: pendingName, record });
+        continue;
+      }
+      const name = dbName as string;
+      const key = rows[ri] as string;
+      const value = rows[ri + 1] as Buffer;
+      ri += 2;
+      // A scan does not fill the cache (a snapshot would flush it), but uses what is there.
+      out.push({ name, record: this.#cache.get(name) ?? this.#decodeName(key, value) });
+    }
+    return out;
+  }
+
+  // ---- sessions ----
+
+  getSession(client: string): SessionRecord | undefined {
+    return this.#sessions.get(client)?.record;
+  }
+
+  touchSession(client: string, record: SessionRecord): void {
+    this.#sessions.delete(client);
+    this.#sessions.set(client, { record, stamp: ++this.#clock });
+    this.#dirtySessions.add(client);
+    this.#metaDirty = true;
+  }
+
+  deleteSession(client: string): void {
+    if (this.#sessions.delete(client)) this.#dirtySessions.add(client);
+  }
+
+  oldestSession(): string | undefined {
+    const first = this.#sessions.keys().next();
+    return first.done === true ? undefined : first.value;
+  }
+
+  get sessionCount(): number {
+    return this.#sessions.size;
+  }
+
+  *sessions(): Iterable<readonly [string, SessionRecord]> {
+    for (const [client, slot] of this.#sessions) yield [client, slot.record];
+  }
+
+  // ---- writing ----
+
+  /** True when there are changes that commit() would write. */
+  get dirty(): boolean {
+    return this.#metaDirty || this.#overlay.size > 0 || this.#dirtySessions.size > 0;
+  }
+
+  /**
+   * Writes every change since the last commit (names, sessions, scalars with the applied index) as one
+   * atomic batch. On failure nothing is written and the changes stay pending (a later commit retries).
+   */
+  commit(options: CommitOptions = {}): void {
+    if (!this.dirty) return;
+    this.#write((batch) => {
+      for (const [name, record] of this.#overlay) {
+        const key = this.#namePrefix + name;
+        if (record === null) batch._del(key);
+        else batch._put(key, this.#encodeName(key, record));
+      }
+      for (const client of this.#dirtySessions) {
+        const key = this.#sessionPrefix + client;
+        const slot = this.#sessions.get(client);
+        if (slot === undefined) batch._del(key);
+        else batch._put(key, this.#encodeSession(key, slot));
+      }
+      batch._put(this.#metaKey, this.#encodeMeta(this.#scalars, this.#clock));
+    }, options.sync === true);
+    for (const [name, record] of this.#overlay) if (record !== null) this.#remember(name, record);
+    this.#overlay.clear();
+    this.#overlaySorted = [];
+    this.#dirtySessions.clear();
+    this.#metaDirty = false;
+  }
+
+  /**
+   * Replaces the scope's whole registry state in one atomic batch: deletes every key under r/<scope>/,
+   * then writes what `fill` puts and the scalars it returns. Pending changes are dropped. If `fill` throws
+   * (a malformed snapshot), nothing is written and the store is unchanged.
+   */
+  replace(fill: (sink: RegistrySink) => RegistryScalars, options: CommitOptions = {}): void {
+    const sessions = new Map<string, SessionSlot>();
+    let clock = 0;
+    let scalars: RegistryScalars = ZERO_SCALARS;
+    this.#write((batch) => {
+      for (const [key] of this.#range(this.#scopePrefix, this.#scopeEnd, false)) batch._del(key);
+      scalars = fill({
+        putName: (name, record) => {
+          const key = this.#namePrefix + name;
+          batch._put(key, this.#encodeName(key, record));
+        },
+        putSession: (client, record) => {
+          sessions.delete(client);
+          sessions.set(client, { record, stamp: ++clock });
+        },
+      });
+      for (const [client, slot] of sessions) {
+        const key = this.#sessionPrefix + client;
+        batch._put(key, this.#encodeSession(key, slot));
+      }
+      batch._put(this.#metaKey, this.#encodeMeta(scalars, clock));
+    }, options.sync === true);
+    this.#scalars = scalars;
+    this.#clock = clock;
+    this.#metaDirty = false;
+    this.#overlay.clear();
+    this.#overlaySorted = [];
+    this.#cache.clear();
+    this.#sessions = sessions;
+    this.#dirtySessions.clear();
+  }
+
+  // ---- RocksDB access ----
+
+  #checkOpen(): void {
+    if (this.#db.status !== 'open') {
+      throw new Error(`registry store: scope ${this.scope}: the database is ${this.#db.status}`);
+    }
+  }
+
+  #read(keys: string[]): (Buffer | undefined)[] {
+    this.#checkOpen();
+    const values = this.#db._getManySync(keys);
+    return values.map((v, i) => {
+      if (v === null) throw new Error(`registry store: scope ${this.scope}: read of ${keys[i]} timed out`);
+      return v;
+    });
+  }
+
+  #query(range: { gt: string; lt: string; limit: number; values?: boolean }) {
+    this.#checkOpen();
+    return this.#db.querySync({ ...range, keyEncoding: 'utf8', valueEncoding: 'buffer' });
+  }
+
+  /** Every row in [from, to), a page at a time. */
+  *#range(from: string, to: string, values = true): Generator<[string, Buffer]> {
+    let cursor = from;
+    let first = true;
+    for (;;) {
+      this.#checkOpen();
+      const { rows } = this.#db.querySync({
+        ...(first ? { gte: cursor } : { gt: cursor }),
+        lt: to,
+        limit: PAGE,
+        values,
+        keyEncoding: 'utf8',
+        valueEncoding: 'buffer',
+      });
+      first = false;
+      for (let i = 0; i < rows.length; i += 2) yield [rows[i] as string, rows[i + 1] as Buffer];
+      if (rows.length < 2 * PAGE) return;
+      cursor = rows[rows.length - 2] as string;
+    }
+  }
+
+  #write(fill: (batch: SyncBatch) => void, sync: boolean): void {
+    this.#checkOpen();
+    const batch = this.#db.batch();
+    try {
+      fill(batch);
+      batch._writeSync({ sync });
+    } finally {
+      // Frees the native batch now; the promise only detaches it from the database on the next tick.
+      batch.close().catch(() => {});
+    }
+  }
+
+  #remember(name: string, record: NameRecord): void {
+    if (this.#cacheSize === 0) return;
+    this.#cache.delete(name);
+    this.#cache.set(name, record);
+    if (this.#cache.size > this.#cacheSize) {
+      const oldest = this.#cache.keys().next();
+      if (oldest.done !== true) this.#cache.delete(oldest.value);
+    }
+  }
+
+  // ---- values ----
+
+  #writer(tag: number): ByteWriter {
+    const w = new ByteWriter(64, (message) => new Error(`registry store: scope ${this.scope}: ${message}`));
+    w.u8(VERSION);
+    w.u8(tag);
+    return w;
+  }
+
+  #seal(key: string, w: ByteWriter): Buffer {
+    const body = w.finish();
+    const out = Buffer.allocUnsafe(body.length + TRAILER);
+    out.set(body);
+    out.writeUInt32BE(crc32(body, crc32(key)), body.length);
+    return out;
+  }
+
+  #encodeName(key: string, record: NameRecord): Buffer {
+    const w = this.#writer(TAG_NAME);
+    w.varint(record.modifyIndex, 'modify index');
+    w.varint(record.instances.length, 'instance count');
+    for (const instance of record.instances) writeInstance(w, instance);
+    return this.#seal(key, w);
+  }
+
+  #encodeSession(key: string, slot: SessionSlot): Buffer {
+    const w = this.#writer(TAG_SESSION);
+    w.varint(slot.stamp, 'session stamp');
+    w.varint(slot.record.seq, 'session seq');
+    writeCommandResult(w, slot.record.result);
+    return this.#seal(key, w);
+  }
+
+  #encodeMeta(s: RegistryScalars, clock: number): Buffer {
+    const w = this.#writer(TAG_META);
+    w.varint(s.appliedIndex, 'applied index');
+    w.varint(s.lastRemovalIndex, 'last removal index');
+    w.varint(s.instanceCount, 'instance count');
+    w.varint(s.nameCount, 'name count');
+    w.varint(clock, 'session clock');
+    return this.#seal(this.#metaKey, w);
+  }
+
+  /** Checks the CRC, version and tag; returns a reader positioned on the payload. */
+  #reader(key: string, value: Buffer, tag: number): ByteReader {
+    return this.#decode(key, () => {
+      if (value.length < 2 + TRAILER) throw new ValueError(`too short (${value.length} bytes)`);
+      const bodyLength = value.length - TRAILER;
+      const want = value.readUInt32BE(bodyLength);
+      const got = crc32(value.subarray(0, bodyLength), crc32(key));
+      if (want !== got) {
+        throw new ValueError(`crc mismatch (stored ${hex32(want)}, computed ${hex32(got)})`);
+      }
+      if (value[0] !== VERSION) throw new ValueError(`unknown version ${value[0]}`);
+      if (value[1] !== tag) throw new ValueError(`tag ${value[1]} where ${tag} was expected`);
+      const r = new ByteReader(value.subarray(0, bodyLength), (message) => new ValueError(message));
+      r.bytes(2, 'header');
+      return r;
+    });
+  }
+
+  #decode<T>(key: string, f: () => T): T {
+    try {
+      return f();
+    } catch (error) {
+      if (error instanceof ValueError) throw new StorageCorruptionError(this.scope, key, error.message);
+      throw error;
+    }
+  }
+
+  #decodeName(key: string, value: Buffer): NameRecord {
+    const r = this.#reader(key, value, TAG_NAME);
+    return this.#decode(key, () => {
+      const modifyIndex = r.varint('modify index');
+      const count = r.count('instance count', 6);
+      if (count === 0) throw new ValueError('a name record without instances');
+      const instances: Instance[] = new Array(count);
+      let previous: string | undefined;
+      for (let i = 0; i < count; i++) {
+        const instance = readInstance(r);
+        if (previous !== undefined && !(previous < instance.id)) {
+          throw new ValueError(`instance ${JSON.stringify(instance.id)} is out of order`);
+        }
+        previous = instance.id;
+        Object.freeze(instance.tags);
+        Object.freeze(instance.meta);
+        instances[i] = Object.freeze(instance);
+      }
+      r.end('the name record');
+      return { instances: Object.freeze(instances), modifyIndex };
+    });
+  }
+
+  #decodeSession(key: string, value: Buffer): SessionSlot {
+    const r = this.#reader(key, value, TAG_SESSION);
+    return this.#decode(key, () => {
+      const stamp = r.varint('session stamp');
+      const seq = r.varint('session seq');
+      const result = readCommandResult(r);
+      r.end('the session');
+      return { stamp, record: Object.freeze({ seq, result }) };
+    });
+  }
+}
+
+function hex32(n: number): string {
+  return n.toString(16).padStart(8, '0');
+}
