@@ -1,5 +1,6 @@
 // The configuration of one anchor process: what `aq anchor start` builds from its flags and config file
-// (src/cli/), and what startAnchor() (src/anchor/anchor.ts) runs. Addresses use port 0 for "pick one".
+// (src/cli/), and what startAnchor() (src/anchor/anchor.ts) runs. Port 0 means "pick one"; the defaults
+// are fixed ports on loopback (7400-7403) so that a lone anchor and the CLI find each other.
 
 export interface AnchorConfig {
   /** Where the anchor keeps its key (anchor.key) and its RocksDB store. Created when missing. */
@@ -26,10 +27,10 @@ export interface AnchorConfig {
 }
 
 export const DEFAULT_ANCHOR_CONFIG: Omit<AnchorConfig, 'dataDir'> = {
-  grpc: '127.0.0.1:0',
-  peer: '127.0.0.1:0',
-  http: '127.0.0.1:0',
-  p2p: '/ip4/127.0.0.1/tcp/0',
+  grpc: '127.0.0.1:7400',
+  peer: '127.0.0.1:7401',
+  http: '127.0.0.1:7402',
+  p2p: '/ip4/127.0.0.1/tcp/7403',
   bootstrap: [],
   region: 'local',
   scopes: [],

@@ -34,12 +34,18 @@ export async function loadOrCreateKey(
   dataDir: string,
   options: { signal?: AbortSignal } = {},
 ): Promise<NodeSigner> {
+  return new NodeSigner(await loadOrCreateSeed(dataDir, options));
+}
+
+/** The anchor's 32-byte seed (its libp2p identity and TLS key derive from it too); created when absent. */
+export async function loadOrCreateSeed(
+  dataDir: string,
+  options: { signal?: AbortSignal } = {},
+): Promise<Uint8Array> {
   const path = join(dataDir, KEY_FILE_NAME);
   options.signal?.throwIfAborted();
   try {
-    return new NodeSigner(
-      decodeKeyFile(await readFile(path, { encoding: 'utf8', signal: options.signal }), path),
-    );
+    return decodeKeyFile(await readFile(path, { encoding: 'utf8', signal: options.signal }), path);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
@@ -55,5 +61,5 @@ export async function loadOrCreateKey(
   }
   await chmod(tmp, 0o600);
   await rename(tmp, path);
-  return new NodeSigner(seed);
+  return seed;
 }

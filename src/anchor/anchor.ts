@@ -1,0 +1,423 @@
+// The composition root of one anchor process: wires the key, the store, the mesh, the scope groups, the
+// transports and the API edges, and owns their start/stop order. Nothing else constructs these parts.
+//
+// Start order: key → store → peer TLS identity → gRPC servers (ports known) → mesh (announces the ports)
+// → scope groups (rejoin from disk, or found/join as the mesh says) → first log line with every address.
+// Stop order is the reverse; stop() is idempotent.
+
+import { mkdir } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { Server, ServerCredentials, type ServiceDefinition, status } from '@grpc/grpc-js';
+import { ReflectionService } from '@grpc/reflection';
+import { type Logger, pino } from 'pino';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { httpServer } from '../api/http.ts';
+import { loadProtos, serviceClient } from '../api/proto.ts';
+import { LIMITS, registryHandlers } from '../api/registry-service.ts';
+import { loadOrCreateSeed } from '../identity/key-file.ts';
+import { NodeSigner } from '../identity/signer.ts';
+import { Mesh } from '../mesh/index.ts';
+import { RegistryStateMachine } from '../registry/index.ts';
+import type { RegistryHost } from '../scope/scope-group.ts';
+import { ScopeHost, storageScopeId } from '../scope/scope-host.ts';
+import type { NameChange } from '../scope/watch-hub.ts';
+import { RocksRegistryStore } from '../storage/rocks-registry-store.ts';
+import { RocksRaftStore } from '../storage/rocksdb-raft-storage.ts';
+import { peerServerCredentials, peerTlsIdentity } from '../transport/peer-credentials.ts';
+import { type ConsensusRefusals, consensusHandlers, PeerTransport } from '../transport/peer-transport.ts';
+import type { AnchorConfig } from './config.ts';
+import { formationStep } from './formation.ts';
+
+export interface AnchorAddresses {
+  readonly peerId: string;
+  readonly grpc: string;
+  readonly peer: string;
+  readonly http: string;
+  readonly p2p: readonly string[];
+  readonly region: string;
+  readonly scopes: readonly string[];
+}
+
+export interface RunningAnchor {
+  readonly addresses: AnchorAddresses;
+  /** Stops serving, closes the store; idempotent. */
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  readonly signal?: AbortSignal;
+  /** Defaults to pino writing JSON lines to stdout at config.logLevel. */
+  readonly logger?: Logger;
+}
+
+export class AnchorStartError extends Error {
+  override readonly name = 'AnchorStartError';
+}
+
+export async function startAnchor(config: AnchorConfig, options: StartOptions = {}): Promise<RunningAnchor> {
+  const { signal } = options;
+  const logger = options.logger ?? pino({ level: config.logLevel, base: { region: config.region } });
+  const stack: (() => Promise<void> | void)[] = [];
+  const stopAll = async (): Promise<void> => {
+    for (const undo of stack.splice(0).reverse()) {
+      try {
+        await undo();
+      } catch (error) {
+        logger.warn({ err: error }, 'error while stopping');
+      }
+    }
+  };
+  try {
+    return await start(config, logger, stack, stopAll, signal);
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+}
+
+async function start(
+  config: AnchorConfig,
+  logger: Logger,
+  stack: (() => Promise<void> | void)[],
+  stopAll: () => Promise<void>,
+  signal: AbortSignal | undefined,
+): Promise<RunningAnchor> {
+  await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
+  const seed = await loadOrCreateSeed(config.dataDir, signal ? { signal } : {});
+  const signer = new NodeSigner(seed);
+  const identity = await peerTlsIdentity(seed);
+  const self = identity.peerId;
+
+  const store = await RocksRaftStore.open(join(config.dataDir, 'db'), {
+    ...(signal ? { signal } : {}),
+    logger: (line) => logger.warn({ module: 'storage' }, line),
+  });
+  stack.push(() => store.close());
+
+  // ---- metrics ----
+  const metrics = new Registry();
+  collectDefaultMetrics({ register: metrics, prefix: 'aq_process_' });
+  const fsync = new Histogram({
+    name: 'aq_fsync_seconds',
+    help: 'Duration of each synced Raft write (one per Ready: group commit)',
+    buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    registers: [metrics],
+  });
+  const requests = new Histogram({
+    name: 'aq_grpc_request_seconds',
+    help: 'Client API request latency by method and status code',
+    labelNames: ['method', 'code'],
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
+    registers: [metrics],
+  });
+  const refusals: ConsensusRefusals = { unauthenticated: 0, notMember: 0, spoofed: 0, malformed: 0 };
+
+  // ---- scope groups, transport, mesh ----
+  let mesh: Mesh | null = null;
+  const transport = new PeerTransport({
+    identity,
+    directory: { peerAddress: (peer) => mesh?.lookup(peer)?.peer },
+    client: serviceClient('Consensus'),
+    logger: logger.child({ module: 'transport' }),
+    onUnreachable: (scope, peer) => host.get(scope)?.group.reportUnreachable(peer),
+    onSnapshotSent: (scope, peer, ok) => host.get(scope)?.group.reportSnapshot(peer, ok),
+  });
+  stack.push(() => transport.close());
+  const host: ScopeHost = new ScopeHost({
+    self,
+    transport,
+    logger: logger.child({ module: 'scope' }),
+    storageFor: (scope) => store.forScope(storageScopeId(scope)),
+    registryFor: async (scope, onChange) =>
+      rocksRegistry(
+        RocksRegistryStore.forScope(store, storageScopeId(scope), { cacheSize: config.cacheMb * 1024 }),
+        onChange,
+      ),
+    onPersist: (seconds) => fsync.observe(seconds),
+  });
+  stack.push(() => host.stop());
+  registerScopeMetrics(metrics, host, refusals);
+
+  // ---- gRPC: client port and peer port ----
+  const { definition, grpc } = loadProtos();
+  const v1 = (grpc.aq as Record<string, unknown>).v1 as Record<string, { service: ServiceDefinition }>;
+  const api = registryHandlers({
+    host,
+    signer,
+    self,
+    directory: { grpcAddress: (peer) => mesh?.lookup(peer)?.grpc },
+    registryClient: serviceClient('Registry'),
+    membershipClient: serviceClient('Membership'),
+    logger: logger.child({ module: 'api' }),
+    observe: (method, code, seconds) =>
+      requests.observe({ method, code: status[code] ?? String(code) }, seconds),
+  });
+  stack.push(() => api.close());
+  const clientServer = new Server({
+    'grpc.max_receive_message_length': LIMITS.maxRequestBytes,
+    'grpc.max_send_message_length': 64 << 20,
+  });
+  clientServer.addService((v1.Registry as { service: ServiceDefinition }).service, api.registry);
+  clientServer.addService((v1.Membership as { service: ServiceDefinition }).service, api.membership);
+  new ReflectionService(definition).addToServer(clientServer);
+  const grpcPort = await bind(clientServer, config.grpc, ServerCredentials.createInsecure(), 'grpc');
+  stack.push(() => shutdown(clientServer));
+
+  const peerServer = new Server({ 'grpc.max_receive_message_length': 64 << 20 });
+  peerServer.addService(
+    (v1.Consensus as { service: ServiceDefinition }).service,
+    consensusHandlers(host, logger.child({ module: 'consensus' }), refusals),
+  );
+  const peerPort = await bind(peerServer, config.peer, peerServerCredentials(identity), 'peer');
+  stack.push(() => shutdown(peerServer));
+
+  const http = httpServer(metrics, () => ({
+    serving: host.scopes().every((s) => s.group.failure === null),
+    scopes: host.scopes().map((s) => ({
+      scope: s.name,
+      leader: s.group.leader,
+      role: s.group.isLeader ? 'leader' : 'follower',
+      applied: s.group.appliedIndex,
+      failure: s.group.failure?.message ?? null,
+    })),
+  }));
+  const httpAddress = await listenHttp(http, config.http);
+  stack.push(() => new Promise<void>((r) => http.close(() => r())));
+
+  const grpcAddress = `${hostOf(config.grpc)}:${grpcPort}`;
+  const peerAddress = `${hostOf(config.peer)}:${peerPort}`;
+  const formed = new Set<string>();
+  const describe = () => ({
+    grpc: grpcAddress,
+    peer: peerAddress,
+    http: httpAddress,
+    region: config.region,
+    scopes: [...config.scopes],
+    formed: [...formed].sort(),
+  });
+  // The first log line must be the address line (DESIGN §5): the mesh logs its start-up at debug.
+  mesh = await Mesh.create({
+    seed,
+    listen: config.p2p,
+    bootstrap: config.bootstrap,
+    self: describe(),
+    logger,
+    knownPeersFile: join(config.dataDir, 'peers.json'),
+    ...(signal ? { signal } : {}),
+  });
+  const theMesh = mesh;
+  stack.push(() => theMesh.stop());
+
+  const addresses: AnchorAddresses = {
+    peerId: self,
+    grpc: grpcAddress,
+    peer: peerAddress,
+    http: httpAddress,
+    p2p: mesh.multiaddrs(),
+    region: config.region,
+    scopes: [...config.scopes],
+  };
+  logger.info({ anchor: addresses }, 'anchor serving');
+
+  // ---- enter each claimed scope's group ----
+  const formation = new AbortController();
+  stack.push(() => formation.abort());
+  const markFormed = (scope: string) => {
+    formed.add(scope);
+    theMesh.update(describe());
+  };
+  for (const scope of config.scopes) {
+    if (await host.hasState(scope)) {
+      await host.open(scope, null);
+      logger.info({ scope }, 'rejoined the scope group from the data dir');
+      markFormed(scope);
+      continue;
+    }
+    void enterScope(
+      scope,
+      config.bootstrapExpect,
+      self,
+      host,
+      theMesh,
+      transport,
+      logger,
+      formation.signal,
+    ).then(
+      () => markFormed(scope),
+      (error: Error) => {
+        if (!formation.signal.aborted)
+          logger.error({ scope, err: error.message }, 'could not enter the scope group');
+      },
+    );
+  }
+
+  let stopping: Promise<void> | null = null;
+  return {
+    addresses,
+    stop: () => {
+      stopping ??= stopAll();
+      return stopping;
+    },
+  };
+}
+
+async function enterScope(
+  scope: string,
+  bootstrapExpect: number,
+  self: string,
+  host: ScopeHost,
+  mesh: Mesh,
+  transport: PeerTransport,
+  logger: Logger,
+  signal: AbortSignal,
+): Promise<void> {
+  let lastWait = -1;
+  for (;;) {
+    signal.throwIfAborted();
+    const claims = mesh
+      .anchors()
+      .map((a) => ({ peerId: a.peerId, scopes: a.scopes, formed: a.formed ?? [] }));
+    const step = formationStep(self, scope, bootstrapExpect, claims);
+    if (step.kind === 'found') {
+      await host.open(scope, step.founders);
+      return;
+    }
+    if (step.kind === 'join') {
+      await host.open(scope, null, step.members);
+      for (const member of step.members) {
+        try {
+          await transport.join(scope, member, 5_000);
+          logger.info({ scope, via: member }, 'joined the scope group as a learner');
+          return;
+        } catch (error) {
+          logger.debug({ scope, via: member, err: (error as Error).message }, 'join attempt failed');
+        }
+      }
+    } else if (step.claimants !== lastWait) {
+      lastWait = step.claimants;
+      logger.info(
+        { scope, claimants: step.claimants, expect: bootstrapExpect },
+        'waiting for anchors to form the scope group',
+      );
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/**
+ * The registry state of a scope in the anchor's RocksDB (bounded memory: a cache of name records). A commit
+ * is one unsynced batch with the applied index; the next synced Raft write makes it durable (one WAL).
+ */
+function rocksRegistry(store: RocksRegistryStore, onChange: (change: NameChange) => void): RegistryHost {
+  let machine = new RegistryStateMachine({ store, onChange });
+  return {
+    get machine() {
+      return machine;
+    },
+    restore(data) {
+      machine = RegistryStateMachine.restore(data, { store, onChange });
+    },
+    commit() {
+      store.commit();
+    },
+  };
+}
+
+function registerScopeMetrics(metrics: Registry, host: ScopeHost, refusals: ConsensusRefusals): void {
+  const perScope = (
+    name: string,
+    help: string,
+    value: (s: ReturnType<ScopeHost['scopes']>[number]) => number,
+  ) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['scope'],
+      registers: [metrics],
+      collect() {
+        this.reset();
+        for (const s of host.scopes()) this.set({ scope: s.name }, value(s));
+      },
+    });
+  perScope('aq_raft_term', 'Current Raft term', (s) => s.group.node.status().term);
+  perScope('aq_raft_commit_index', 'Raft commit index', (s) => s.group.node.status().commit);
+  perScope('aq_raft_applied_index', 'Index applied to the registry', (s) => s.group.appliedIndex);
+  perScope(
+    'aq_raft_apply_lag',
+    'Committed entries not yet applied',
+    (s) => s.group.node.status().commit - s.group.appliedIndex,
+  );
+  perScope('aq_raft_is_leader', '1 when this anchor leads the scope group', (s) =>
+    s.group.isLeader ? 1 : 0,
+  );
+  perScope(
+    'aq_registry_instances',
+    'Instances registered in the scope',
+    (s) => s.group.registry.stats().instances,
+  );
+  perScope('aq_watchers', 'Open watches', (s) => s.watches.watchers);
+  perScope('aq_ttl_checks', 'Instances with a TTL check', (s) => s.ttl.size);
+  new Counter({
+    name: 'aq_consensus_refused_total',
+    help: 'Inbound consensus messages refused, by reason',
+    labelNames: ['reason'],
+    registers: [metrics],
+    collect() {
+      this.reset();
+      for (const [reason, n] of Object.entries(refusals)) this.inc({ reason }, n);
+    },
+  });
+  new Counter({
+    name: 'aq_raft_dropped_messages_total',
+    help: 'Malformed Raft messages refused by the core',
+    labelNames: ['scope'],
+    registers: [metrics],
+    collect() {
+      this.reset();
+      for (const s of host.scopes()) this.inc({ scope: s.name }, s.group.node.status().droppedMessages);
+    },
+  });
+}
+
+function hostOf(address: string): string {
+  const at = address.lastIndexOf(':');
+  return at < 0 ? address : address.slice(0, at);
+}
+
+function bind(server: Server, address: string, creds: ServerCredentials, what: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.bindAsync(address, creds, (error, port) => {
+      if (error) reject(new AnchorStartError(`cannot listen on ${address} (--${what}): ${error.message}`));
+      else resolve(port);
+    });
+  });
+}
+
+function shutdown(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, 2_000);
+    server.tryShutdown(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
+function listenHttp(server: ReturnType<typeof httpServer>, address: string): Promise<string> {
+  const at = address.lastIndexOf(':');
+  const hostname = address.slice(0, at);
+  const port = Number(address.slice(at + 1));
+  return new Promise((resolve, reject) => {
+    server.once('error', (error) =>
+      reject(new AnchorStartError(`cannot listen on ${address} (--http): ${error.message}`)),
+    );
+    server.listen(port, hostname, () => {
+      const a = server.address() as AddressInfo;
+      resolve(`${hostname}:${a.port}`);
+    });
+  });
+}

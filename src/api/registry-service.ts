@@ -1,0 +1,518 @@
+// The client API's gRPC edges: aq.v1.Registry and aq.v1.Membership. Thin, as in Consul: a handler
+// validates, finds the scope group that owns the name, proposes a typed command (the group forwards it
+// to the leader) or reads, and maps typed errors to gRPC status codes here and only here.
+
+import { randomBytes } from 'node:crypto';
+import {
+  credentials,
+  type handleServerStreamingCall,
+  type handleUnaryCall,
+  Metadata,
+  type ServerErrorResponse,
+  type ServerWritableStream,
+  type ServiceClientConstructor,
+  status,
+} from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import { ProposalDroppedError } from '../consensus/index.ts';
+import type { Signer } from '../identity/signer.ts';
+import {
+  encodeCommand,
+  type Health,
+  type Instance,
+  type ResolveAnswer,
+  validateInstance,
+  validateName,
+  validateSession,
+} from '../registry/index.ts';
+import { receiptBytes } from '../registry/receipt.ts';
+import { ScopeRequestError } from '../scope/scope-group.ts';
+import type { HostedScope, ScopeHost } from '../scope/scope-host.ts';
+import type { NameChange, WatchEvent, WatchFilter } from '../scope/watch-hub.ts';
+
+/** Limits of the client API (documented in README.md). */
+export const LIMITS = {
+  /** Largest request message the client port accepts. */
+  maxRequestBytes: 64 * 1024,
+  /** Names in one List answer at most, and by default. */
+  maxListLimit: 10_000,
+  defaultListLimit: 1_000,
+  /** Deadline of a write or linearizable read when the caller gives none. */
+  defaultDeadlineMs: 10_000,
+  /** A watcher further behind than this many buffered bytes is cut off (it reconnects with its index). */
+  maxWatchBufferBytes: 8 << 20,
+} as const;
+
+export interface WireInstance {
+  id: string;
+  address: string;
+  port: number;
+  tags: string[];
+  meta: Record<string, string>;
+  health: string;
+  ttlMs: number;
+}
+
+/** Where other anchors' client ports are (from the mesh), to forward what cannot be proposed locally. */
+export interface ClientDirectory {
+  grpcAddress(peer: string): string | undefined;
+}
+
+export interface RegistryServiceComponents {
+  readonly host: ScopeHost;
+  readonly signer: Signer;
+  readonly self: string;
+  readonly directory: ClientDirectory;
+  readonly registryClient: ServiceClientConstructor;
+  readonly membershipClient: ServiceClientConstructor;
+  readonly logger: Logger;
+  /** Observes each call's duration, for the per-method latency histogram. */
+  readonly observe?: (method: string, code: status, seconds: number) => void;
+}
+
+class ApiError extends Error {
+  override readonly name = 'ApiError';
+  readonly code: status;
+  readonly metadata: Metadata | undefined;
+  constructor(code: status, message: string, metadata?: Metadata) {
+    super(message);
+    this.code = code;
+    this.metadata = metadata;
+  }
+}
+
+const HEALTH_TO_WIRE: Record<Health, string> = {
+  passing: 'HEALTH_PASSING',
+  warning: 'HEALTH_WARNING',
+  critical: 'HEALTH_CRITICAL',
+};
+
+function healthFromWire(value: unknown, fallback: Health | null): Health | null {
+  switch (value) {
+    case 'HEALTH_PASSING':
+      return 'passing';
+    case 'HEALTH_WARNING':
+      return 'warning';
+    case 'HEALTH_CRITICAL':
+      return 'critical';
+    default:
+      return fallback;
+  }
+}
+
+export function instanceToWire(i: Instance): WireInstance {
+  return {
+    id: i.id,
+    address: i.address,
+    port: i.port,
+    tags: [...i.tags],
+    meta: { ...i.meta },
+    health: HEALTH_TO_WIRE[i.health],
+    ttlMs: i.ttlMs,
+  };
+}
+
+function instanceFromWire(w: Partial<WireInstance> | null | undefined): Instance {
+  if (w === null || w === undefined) throw new ApiError(status.INVALID_ARGUMENT, 'instance is missing');
+  const health = healthFromWire(w.health, 'passing') as Health;
+  return {
+    id: String(w.id ?? ''),
+    address: String(w.address ?? ''),
+    port: Number(w.port ?? 0),
+    tags: [...(w.tags ?? [])].map(String),
+    meta: Object.fromEntries(Object.entries(w.meta ?? {}).map(([k, v]) => [k, String(v)])),
+    health,
+    ttlMs: Number(w.ttlMs ?? 0),
+  };
+}
+
+function answerToWire(scope: string, a: ResolveAnswer, applied: number, only: Health | null) {
+  const instances = only === null ? a.instances : a.instances.filter((i) => i.health === only);
+  return {
+    name: a.name,
+    scope,
+    instances: instances.map(instanceToWire),
+    index: a.modifyIndex,
+    appliedIndex: applied,
+  };
+}
+
+export function registryHandlers(c: RegistryServiceComponents) {
+  const { host } = c;
+  const forwarders = new Map<string, Record<string, (...args: unknown[]) => void>>();
+
+  const checkName = (name: unknown, what = 'name'): string => {
+    const n = String(name ?? '');
+    const error = validateName(n);
+    if (error !== null) throw new ApiError(status.INVALID_ARGUMENT, `${what}: ${error.message}`);
+    return n;
+  };
+
+  const ownerOf = (name: string): HostedScope => {
+    const owner = host.owner(name);
+    if (owner === undefined) {
+      const served = host.scopes().map((s) => s.name);
+      throw new ApiError(
+        status.NOT_FOUND,
+        `no scope served by this anchor owns ${name} (it serves ${served.length > 0 ? served.join(', ') : 'no scope'}); ask an anchor of the owning scope`,
+      );
+    }
+    return owner;
+  };
+
+  const leaderMetadata = (s: HostedScope): Metadata => {
+    const md = new Metadata();
+    const leader = s.group.leader;
+    if (leader !== '') {
+      md.set('aq-leader-id', leader);
+      const address = c.directory.grpcAddress(leader);
+      if (address !== undefined) md.set('aq-leader', address);
+    }
+    return md;
+  };
+
+  const notLeader = (s: HostedScope): ApiError => {
+    const md = leaderMetadata(s);
+    const address = md.get('aq-leader')[0];
+    return new ApiError(
+      status.FAILED_PRECONDITION,
+      `this anchor is not the leader of scope ${s.name}${address ? `; the leader is at ${String(address)}` : ''}`,
+      md,
+    );
+  };
+
+  const deadlineSignal = (call: { getDeadline(): Date | number }): AbortSignal => {
+    const d = call.getDeadline();
+    const at = d instanceof Date ? d.getTime() : d;
+    const ms = Number.isFinite(at) ? Math.max(0, at - Date.now()) : LIMITS.defaultDeadlineMs;
+    return AbortSignal.timeout(Math.min(ms, 60_000));
+  };
+
+  const session = (clientId: unknown, seq: unknown): { client: string; seq: number } => {
+    const client = String(clientId ?? '');
+    if (client === '') return { client: `~${c.self.slice(-12)}.${randomBytes(6).toString('hex')}`, seq: 1 };
+    const s = { client, seq: Number(seq ?? 0) };
+    const error = validateSession(s);
+    if (error !== null) throw new ApiError(status.INVALID_ARGUMENT, error.message);
+    return s;
+  };
+
+  /** Runs a handler body, mapping typed errors to one status each. */
+  const unary =
+    <Req, Res>(
+      method: string,
+      body: (call: Parameters<handleUnaryCall<Req, Res>>[0]) => Promise<Res>,
+    ): handleUnaryCall<Req, Res> =>
+    (call, callback) => {
+      const started = performance.now();
+      body(call).then(
+        (response) => {
+          c.observe?.(method, status.OK, (performance.now() - started) / 1000);
+          callback(null, response);
+        },
+        (error: unknown) => {
+          const e = toServiceError(error, c.logger, method);
+          c.observe?.(method, e.code ?? status.UNKNOWN, (performance.now() - started) / 1000);
+          callback(e);
+        },
+      );
+    };
+
+  const forward = async (
+    peer: string,
+    service: 'Registry' | 'Membership',
+    method: string,
+    request: unknown,
+    signal: AbortSignal,
+  ): Promise<unknown> => {
+    const address = c.directory.grpcAddress(peer);
+    if (address === undefined)
+      throw new ApiError(status.UNAVAILABLE, `the leader ${peer} has not announced its address yet; retry`);
+    const key = `${service}@${address}`;
+    let client = forwarders.get(key);
+    if (client === undefined) {
+      const ctor = service === 'Registry' ? c.registryClient : c.membershipClient;
+      client = new ctor(address, credentials.createInsecure()) as unknown as Record<
+        string,
+        (...args: unknown[]) => void
+      >;
+      forwarders.set(key, client);
+    }
+    const fn = client[method] as (...args: unknown[]) => void;
+    return new Promise((resolve, reject) => {
+      const deadline = Date.now() + LIMITS.defaultDeadlineMs;
+      const onAbort = () =>
+        reject(new ApiError(status.DEADLINE_EXCEEDED, 'forwarding to the leader timed out'));
+      signal.addEventListener('abort', onAbort, { once: true });
+      fn.call(
+        client,
+        request,
+        new Metadata(),
+        { deadline },
+        (error: (Error & { code?: status; details?: string }) | null, response: unknown) => {
+          signal.removeEventListener('abort', onAbort);
+          if (error) reject(new ApiError(error.code ?? status.UNAVAILABLE, error.details ?? error.message));
+          else resolve(response);
+        },
+      );
+    });
+  };
+
+  const registry = {
+    Register: unary<Record<string, unknown>, unknown>('Register', async (call) => {
+      const req = call.request;
+      const name = checkName(req.name);
+      const instance = instanceFromWire(req.instance as Partial<WireInstance>);
+      const invalid = validateInstance(instance);
+      if (invalid !== null) throw new ApiError(status.INVALID_ARGUMENT, invalid.message);
+      const owner = ownerOf(name);
+      if (req.noForward === true && !owner.group.isLeader) throw notLeader(owner);
+      const s = session(req.clientId, req.seq);
+      const data = encodeCommand({ type: 'register', name, instance, session: s });
+      const result = await owner.group.propose(data, `${s.client}#${s.seq}`, deadlineSignal(call));
+      if (result.type === 'rejected') throw new ApiError(status.INVALID_ARGUMENT, result.message);
+      if (result.type !== 'register') throw new ApiError(status.INTERNAL, `unexpected result ${result.type}`);
+      const body = { scope: owner.name, index: result.index, name, instance };
+      const signature = c.signer.sign(receiptBytes(body));
+      return {
+        receipt: {
+          scope: owner.name,
+          name,
+          instance: instanceToWire(instance),
+          index: result.index,
+          anchor: c.self,
+          signature,
+        },
+        index: result.modifyIndex,
+      };
+    }),
+
+    Deregister: unary<Record<string, unknown>, unknown>('Deregister', async (call) => {
+      const req = call.request;
+      const name = checkName(req.name);
+      const id = String(req.id ?? '');
+      if (id === '') throw new ApiError(status.INVALID_ARGUMENT, 'id is missing');
+      const owner = ownerOf(name);
+      if (req.noForward === true && !owner.group.isLeader) throw notLeader(owner);
+      const s = session(req.clientId, req.seq);
+      const data = encodeCommand({ type: 'deregister', name, id, session: s });
+      const result = await owner.group.propose(data, `${s.client}#${s.seq}`, deadlineSignal(call));
+      if (result.type === 'rejected') throw new ApiError(status.INVALID_ARGUMENT, result.message);
+      if (result.type !== 'deregister')
+        throw new ApiError(status.INTERNAL, `unexpected result ${result.type}`);
+      return { removed: result.removed, index: result.modifyIndex };
+    }),
+
+    Heartbeat: unary<Record<string, unknown>, unknown>('Heartbeat', async (call) => {
+      const name = checkName(call.request.name);
+      const id = String(call.request.id ?? '');
+      if (id === '') throw new ApiError(status.INVALID_ARGUMENT, 'id is missing');
+      const owner = ownerOf(name);
+      if (!owner.group.isLeader) {
+        const leader = owner.group.leader;
+        if (leader === '')
+          throw new ApiError(status.UNAVAILABLE, `scope ${owner.name} has no leader right now; retry`);
+        return forward(leader, 'Registry', 'Heartbeat', { name, id }, deadlineSignal(call));
+      }
+      const health = owner.ttl.heartbeat(name, id);
+      if (health === 'unknown') {
+        throw new ApiError(
+          status.NOT_FOUND,
+          `${name} has no instance ${id} with a TTL check (register it with a ttl)`,
+        );
+      }
+      return { health: HEALTH_TO_WIRE[health] };
+    }),
+
+    Resolve: unary<Record<string, unknown>, unknown>('Resolve', async (call) => {
+      const req = call.request;
+      const name = checkName(req.name);
+      const owner = ownerOf(name);
+      if (req.consistency !== 'CONSISTENCY_STALE') await owner.group.linearizableRead(deadlineSignal(call));
+      const answer = owner.group.resolveLocal(name);
+      return answerToWire(owner.name, answer, owner.group.appliedIndex, healthFromWire(req.health, null));
+    }),
+
+    List: unary<Record<string, unknown>, unknown>('List', async (call) => {
+      const req = call.request;
+      const prefix = String(req.prefix ?? '');
+      if (prefix !== '') checkName(prefix, 'prefix');
+      const limit = Number(req.limit ?? 0) === 0 ? LIMITS.defaultListLimit : Number(req.limit);
+      if (limit > LIMITS.maxListLimit) {
+        throw new ApiError(
+          status.INVALID_ARGUMENT,
+          `limit ${limit} is over the maximum ${LIMITS.maxListLimit}`,
+        );
+      }
+      const after = String(req.after ?? '');
+      const groups = prefix === '' ? host.scopes() : [ownerOf(prefix)];
+      const signal = deadlineSignal(call);
+      if (req.consistency !== 'CONSISTENCY_STALE') {
+        await Promise.all(groups.map((g) => g.group.linearizableRead(signal)));
+      }
+      const names: ReturnType<typeof answerToWire>[] = [];
+      for (const g of groups) {
+        for (const a of g.group.registry.list(prefix, after, limit + 1)) {
+          names.push(answerToWire(g.name, a, g.group.appliedIndex, null));
+        }
+      }
+      names.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      const page = names.slice(0, limit);
+      return { names: page, next: names.length > limit ? (page.at(-1)?.name ?? '') : '' };
+    }),
+
+    Watch: ((call: ServerWritableStream<Record<string, unknown>, unknown>) => {
+      const req = call.request;
+      let filter: WatchFilter;
+      let owner: HostedScope;
+      try {
+        const prefix = req.prefix === true;
+        const name = String(req.name ?? '');
+        if (!(prefix && name === '')) checkName(name);
+        owner = prefix && name === '' ? (host.scopes()[0] ?? ownerOf('')) : ownerOf(name);
+        filter = { name, prefix };
+      } catch (error) {
+        call.destroy(toServiceError(error, c.logger, 'Watch') as unknown as Error);
+        return;
+      }
+      let ended = false;
+      const end = (code: status, details: string): void => {
+        if (ended) return;
+        ended = true;
+        unsubscribe();
+        call.emit('error', { code, details });
+      };
+      const send = (event: WatchEvent): void => {
+        if (ended) return;
+        if (call.writableLength > LIMITS.maxWatchBufferBytes) {
+          end(status.RESOURCE_EXHAUSTED, 'the watcher is too slow; reconnect with the last index seen');
+          return;
+        }
+        call.write({
+          kind:
+            event.kind === 'change' ? 'KIND_CHANGE' : event.kind === 'state' ? 'KIND_STATE' : 'KIND_SYNCED',
+          name: event.name,
+          instances: event.instances.map(instanceToWire),
+          index: event.modifyIndex,
+        });
+      };
+      const readState = function* (f: WatchFilter): Iterable<NameChange> {
+        if (!f.prefix) {
+          const a = owner.group.resolveLocal(f.name);
+          if (a.instances.length > 0) yield a;
+          return;
+        }
+        let after = '';
+        for (;;) {
+          const page = owner.group.registry.list(f.name, after, 1000);
+          yield* page;
+          if (page.length < 1000) return;
+          after = (page.at(-1) as ResolveAnswer).name;
+        }
+      };
+      const unsubscribe = owner.watches.subscribe(
+        filter,
+        Number(req.afterIndex ?? 0),
+        { send, close: (why) => end(status.UNAVAILABLE, why) },
+        readState,
+      );
+      call.on('cancelled', () => {
+        ended = true;
+        unsubscribe();
+      });
+    }) as handleServerStreamingCall<Record<string, unknown>, unknown>,
+  };
+
+  const membership = {
+    Members: unary<Record<string, unknown>, unknown>('Members', async (call) => {
+      const scope = String(call.request.scope ?? '');
+      const s = host.get(scope);
+      if (s === undefined) {
+        throw new ApiError(
+          status.NOT_FOUND,
+          `this anchor does not serve scope ${scope || '(empty)'}; it serves ${
+            host
+              .scopes()
+              .map((x) => x.name)
+              .join(', ') || 'none'
+          }`,
+        );
+      }
+      const st = s.group.node.status();
+      const members = [
+        ...st.conf.voters.map((id) => ({ id, role: 'voter' })),
+        ...st.conf.learners.map((id) => ({ id, role: 'learner' })),
+      ].map((m) => ({
+        ...m,
+        leader: m.id === st.leader,
+        grpc: c.directory.grpcAddress(m.id) ?? '',
+        matchIndex: st.progress.get(m.id)?.match ?? 0,
+      }));
+      return { scope, members, term: st.term, commitIndex: st.commit, appliedIndex: s.group.appliedIndex };
+    }),
+
+    Remove: unary<Record<string, unknown>, unknown>('Remove', async (call) => {
+      const scope = String(call.request.scope ?? '');
+      const id = String(call.request.id ?? '');
+      const s = host.get(scope);
+      if (s === undefined) throw new ApiError(status.NOT_FOUND, `this anchor does not serve scope ${scope}`);
+      const conf = s.group.conf();
+      if (!conf.voters.includes(id) && !conf.learners.includes(id)) {
+        throw new ApiError(status.NOT_FOUND, `${id} is not a member of scope ${scope}`);
+      }
+      const signal = deadlineSignal(call);
+      if (!s.group.isLeader) {
+        const leader = s.group.leader;
+        if (leader === '')
+          throw new ApiError(status.UNAVAILABLE, `scope ${scope} has no leader right now; retry`);
+        return forward(leader, 'Membership', 'Remove', { scope, id }, signal);
+      }
+      return { index: await host.remove(scope, id, signal) };
+    }),
+  };
+
+  return {
+    registry,
+    membership,
+    close: () => {
+      for (const f of forwarders.values()) (f as unknown as { close(): void }).close();
+    },
+  };
+}
+
+function toServiceError(
+  error: unknown,
+  logger: Logger,
+  method: string,
+): Partial<ServerErrorResponse> & { code: status } {
+  if (error instanceof ApiError) {
+    return {
+      code: error.code,
+      details: error.message,
+      ...(error.metadata ? { metadata: error.metadata } : {}),
+    };
+  }
+  if (error instanceof ScopeRequestError) {
+    const code =
+      error.code === 'stopped'
+        ? status.UNAVAILABLE
+        : error.code === 'deadline'
+          ? status.DEADLINE_EXCEEDED
+          : status.UNAVAILABLE;
+    return { code, details: error.message };
+  }
+  if (error instanceof ProposalDroppedError)
+    return { code: status.UNAVAILABLE, details: `${error.message}; retry` };
+  if (error instanceof Error && (error.name === 'TimeoutError' || error.name === 'AbortError')) {
+    return {
+      code: status.DEADLINE_EXCEEDED,
+      details:
+        'not committed before the deadline: the outcome is unknown; retry with the same client_id and seq',
+    };
+  }
+  logger.error({ err: error, method }, 'request failed unexpectedly');
+  return {
+    code: status.INTERNAL,
+    details: `internal error in ${method}: ${(error as Error)?.message ?? String(error)}`,
+  };
+}

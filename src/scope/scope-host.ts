@@ -1,0 +1,318 @@
+// The multi-raft host of one anchor at run time: one ScopeGroup per scope it serves, over one storage,
+// one transport and one clock. It founds, restarts or joins each group, routes authenticated peer traffic
+// to the right group, and keeps per-group watches and TTL checks. Formation policy (when to found, whom to
+// ask to join) is the anchor's (src/anchor/formation.ts); this host only executes it.
+
+import { randomBytes, randomInt } from 'node:crypto';
+import type { Logger } from 'pino';
+import {
+  bootstrapState,
+  type Envelope,
+  type NodeId,
+  type PersistedState,
+  ProposalDroppedError,
+  RaftNode,
+  type RaftStorage,
+} from '../consensus/index.ts';
+import { encodeCommand, type Health, isUnder, type RegistryStateMachine } from '../registry/index.ts';
+import type { ConsensusReceiver } from '../transport/peer-transport.ts';
+import { type RegistryHost, ScopeGroup, type ScopeGroupOptions, type ScopeTransport } from './scope-group.ts';
+import { TtlMonitor } from './ttl-monitor.ts';
+import { type NameChange, WatchHub } from './watch-hub.ts';
+
+export interface ScopeHostComponents {
+  readonly self: NodeId;
+  readonly transport: ScopeTransport;
+  readonly logger: Logger;
+  /** The Raft storage of a scope (one key space per scope in the anchor's store). */
+  readonly storageFor: (scope: string) => RaftStorage;
+  /** The registry state of a scope; `onChange` must be called for every applied change. */
+  readonly registryFor: (scope: string, onChange: (change: NameChange) => void) => Promise<RegistryHost>;
+  readonly now?: () => number;
+  readonly onPersist?: (seconds: number) => void;
+}
+
+export interface ScopeHostOptions {
+  readonly group?: ScopeGroupOptions;
+  /** Raft ticks before a follower campaigns (the timeout is drawn in [e, 2e) ticks). Default 10. */
+  readonly electionTick?: number;
+  /** How often the leader checks TTLs and learners, in ms. Default 250. */
+  readonly sweepMs?: number;
+}
+
+/** A hosted scope: its group plus what the anchor keeps beside it. */
+export interface HostedScope {
+  readonly name: string;
+  readonly group: ScopeGroup;
+  readonly watches: WatchHub;
+  readonly ttl: TtlMonitor;
+}
+
+export class ScopeNotServedError extends Error {
+  override readonly name = 'ScopeNotServedError';
+}
+
+/** An unknown scope's name for storage keys: names contain '/', storage scope ids may not. */
+export function storageScopeId(scope: string): string {
+  return scope.replaceAll('/', ':');
+}
+
+export class ScopeHost implements ConsensusReceiver {
+  readonly #c: ScopeHostComponents;
+  readonly #opts: Required<Omit<ScopeHostOptions, 'group'>> & { group: ScopeGroupOptions };
+  readonly #scopes = new Map<string, HostedScope>();
+  readonly #now: () => number;
+  #sweeper: NodeJS.Timeout | null = null;
+  readonly #bootId = randomBytes(4).toString('hex');
+  /**
+   * A joiner starts with an empty log and so knows no members: until its log gives it a membership, it
+   * accepts consensus traffic from the anchors that announced the group (its leader is one of them).
+   */
+  readonly #joinVia = new Map<string, Set<NodeId>>();
+  #internalSeq = 0;
+
+  constructor(components: ScopeHostComponents, options: ScopeHostOptions = {}) {
+    this.#c = components;
+    this.#opts = { electionTick: 10, sweepMs: 250, group: {}, ...options };
+    this.#now = components.now ?? Date.now;
+  }
+
+  get self(): NodeId {
+    return this.#c.self;
+  }
+
+  scopes(): HostedScope[] {
+    return [...this.#scopes.values()];
+  }
+
+  get(scope: string): HostedScope | undefined {
+    return this.#scopes.get(scope);
+  }
+
+  /** The served scope that owns `name`: the longest served scope equal to or above it. */
+  owner(name: string): HostedScope | undefined {
+    let best: HostedScope | undefined;
+    for (const s of this.#scopes.values()) {
+      if (
+        (name === s.name || isUnder(name, s.name)) &&
+        (best === undefined || s.name.length > best.name.length)
+      ) {
+        best = s;
+      }
+    }
+    return best;
+  }
+
+  /** True when this anchor has Raft state for `scope` on disk (it is or was a member). */
+  async hasState(scope: string): Promise<boolean> {
+    const st = await this.#c.storageFor(scope).load();
+    return !isFresh(st);
+  }
+
+  /**
+   * Opens a scope group: from its data on disk when there is some (restart), else founded with `founders`
+   * (every founder starts from the same bootstrap state), else empty (a joiner: it learns everything from
+   * the leader once added).
+   */
+  async open(
+    scope: string,
+    founders: readonly NodeId[] | null,
+    joinVia: readonly NodeId[] = [],
+  ): Promise<HostedScope> {
+    const existing = this.#scopes.get(scope);
+    if (existing !== undefined) {
+      for (const peer of joinVia) this.#joinVia.get(scope)?.add(peer);
+      return existing;
+    }
+    this.#joinVia.set(scope, new Set(joinVia));
+    const log = this.#c.logger.child({ scope });
+    const storage = this.#c.storageFor(scope);
+    let persisted = await storage.load();
+    if (isFresh(persisted) && founders !== null) {
+      persisted = bootstrapState([...founders].sort());
+      await storage.save({ hardState: persisted.hardState, entries: persisted.entries, snapshot: null });
+      log.info({ founders }, 'founded the scope group');
+    }
+    let hosted: HostedScope | undefined;
+    const onChange = (change: NameChange): void => {
+      if (hosted === undefined) return;
+      hosted.watches.publish(change);
+      hosted.ttl.observe(change);
+    };
+    const registry = await this.#c.registryFor(scope, onChange);
+    if (persisted.snapshot !== null && persisted.snapshot.meta.index > registry.machine.appliedIndex) {
+      registry.restore(persisted.snapshot.data);
+    }
+    const node = new RaftNode(
+      {
+        id: this.#c.self,
+        electionTick: this.#opts.electionTick,
+        heartbeatTick: 1,
+        random: (n) => randomInt(n),
+        applied: registry.machine.appliedIndex,
+        logger: (line) => log.trace(line),
+      },
+      persisted,
+    );
+    const ttl = new TtlMonitor({
+      now: this.#now,
+      proposeHealth: (name, id, health) => this.#proposeHealth(scope, name, id, health),
+    });
+    const group = new ScopeGroup(
+      {
+        scope,
+        node,
+        storage,
+        registry,
+        transport: this.#c.transport,
+        logger: log,
+        onRestored: (g) => {
+          if (hosted === undefined) return;
+          hosted.watches.reset(g.appliedIndex);
+          rebuildTtl(hosted.ttl, g.registry);
+        },
+        ...(this.#c.onPersist ? { onPersist: this.#c.onPersist } : {}),
+      },
+      this.#opts.group,
+    );
+    hosted = { name: scope, group, watches: new WatchHub(registry.machine.appliedIndex), ttl };
+    rebuildTtl(ttl, registry.machine);
+    group.onLeaderChange((_leader, role) => ttl.setLeading(role === 'leader'));
+    this.#scopes.set(scope, hosted);
+    // A group of one need not wait an election timeout to lead (a development scope, or a lone founder).
+    const conf = node.status().conf;
+    if (conf.voters.length === 1 && conf.voters[0] === this.#c.self) node.campaign();
+    group.start();
+    if (this.#sweeper === null) this.#sweeper = setInterval(() => this.#sweep(), this.#opts.sweepMs);
+    return hosted;
+  }
+
+  async stop(): Promise<void> {
+    if (this.#sweeper !== null) clearInterval(this.#sweeper);
+    this.#sweeper = null;
+    for (const s of this.#scopes.values()) s.watches.closeAll('the anchor is stopping');
+    await Promise.all([...this.#scopes.values()].map((s) => s.group.stop()));
+  }
+
+  // ---- ConsensusReceiver ----
+
+  isMember(scope: string, peer: NodeId): boolean {
+    const s = this.#scopes.get(scope);
+    if (s === undefined) return false;
+    const conf = s.group.conf();
+    if (conf.voters.length === 0) return this.#joinVia.get(scope)?.has(peer) ?? false;
+    return conf.voters.includes(peer) || conf.learners.includes(peer);
+  }
+
+  deliver(envelope: Envelope): void {
+    this.#scopes.get(envelope.scope)?.group.step(envelope.message);
+  }
+
+  async join(scope: string, peer: NodeId, signal: AbortSignal): Promise<number> {
+    const s = this.#scopes.get(scope);
+    if (s === undefined)
+      throw withCode(new ScopeNotServedError(`this anchor does not serve scope ${scope}`), 5);
+    const group = s.group;
+    if (!group.isLeader) {
+      const error = withCode(
+        new Error(`not the leader of ${scope}; the leader is ${group.leader || 'unknown'}`),
+        9,
+      );
+      (error as Error & { leader?: string }).leader = group.leader;
+      throw error;
+    }
+    const conf = group.conf();
+    if (conf.voters.includes(peer) || conf.learners.includes(peer)) return group.appliedIndex;
+    await retryChange(signal, () =>
+      group.changeMembership(
+        { type: 'add-learner', node: peer },
+        (c) => c.learners.includes(peer) || c.voters.includes(peer),
+        signal,
+      ),
+    );
+    this.#c.logger.info({ scope, peer }, 'added a learner');
+    return group.appliedIndex;
+  }
+
+  /** Removes an anchor from a group (leader only). */
+  async remove(scope: string, peer: NodeId, signal: AbortSignal): Promise<number> {
+    const s = this.#scopes.get(scope);
+    if (s === undefined) throw new ScopeNotServedError(`this anchor does not serve scope ${scope}`);
+    await retryChange(signal, () =>
+      s.group.changeMembership(
+        { type: 'remove', node: peer },
+        (c) => !c.voters.includes(peer) && !c.learners.includes(peer),
+        signal,
+      ),
+    );
+    return s.group.appliedIndex;
+  }
+
+  #proposeHealth(scope: string, name: string, id: string, health: Health): void {
+    const s = this.#scopes.get(scope);
+    if (s === undefined) return;
+    const client = `~${this.#bootId}.h${++this.#internalSeq}`;
+    const data = encodeCommand({ type: 'set-health', name, id, health, session: { client, seq: 1 } });
+    const signal = AbortSignal.timeout(10_000);
+    s.group.propose(data, `${client}#1`, signal).then(
+      () => this.#c.logger.info({ scope, name, id, health }, 'health changed'),
+      (error: Error) =>
+        this.#c.logger.debug({ scope, name, id, err: error.message }, 'health change not applied'),
+    );
+  }
+
+  /** Leader housekeeping: TTL expiries and promotion of caught-up learners. */
+  #sweep(): void {
+    for (const s of this.#scopes.values()) {
+      const group = s.group;
+      if (!group.isLeader || group.stopped) continue;
+      s.ttl.sweep();
+      const status = group.node.status();
+      for (const learner of status.conf.learners) {
+        const pr = status.progress.get(learner);
+        if (pr === undefined || pr.match < status.commit) continue;
+        try {
+          group.node.proposeConfChange({ type: 'add-voter', node: learner });
+          this.#c.logger.info({ scope: s.name, peer: learner }, 'promoting a caught-up learner to voter');
+        } catch (error) {
+          if (!(error instanceof ProposalDroppedError)) throw error;
+        }
+        break; // one change at a time
+      }
+    }
+  }
+}
+
+function isFresh(st: PersistedState): boolean {
+  return st.hardState.term === 0 && st.entries.length === 0 && st.snapshot === null;
+}
+
+function rebuildTtl(ttl: TtlMonitor, machine: RegistryStateMachine): void {
+  ttl.clear();
+  let after = '';
+  for (;;) {
+    const page = machine.list('', after, 1000);
+    for (const answer of page) ttl.observe(answer);
+    if (page.length < 1000) break;
+    after = (page.at(-1) as { name: string }).name;
+  }
+}
+
+function withCode<E extends Error>(error: E, grpcCode: number): E {
+  (error as E & { grpcCode: number }).grpcCode = grpcCode;
+  return error;
+}
+
+/** Membership changes are refused while another is pending; retry until the signal ends. */
+async function retryChange(signal: AbortSignal, attempt: () => Promise<void>): Promise<void> {
+  for (;;) {
+    try {
+      await attempt();
+      return;
+    } catch (error) {
+      if (!(error instanceof ProposalDroppedError) || error.reason !== 'change-pending') throw error;
+      signal.throwIfAborted();
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
