@@ -25,7 +25,7 @@ endif
 
 BIN := node_modules/.bin
 
-.PHONY: build deps typecheck lint format test test-unit sim bench-consensus clean node
+.PHONY: build deps typecheck lint format test test-unit sim bench-consensus clean node proto
 
 node: $(NODE_DEP)
 	@echo "node $$(node --version) at $$(command -v node)"
@@ -46,10 +46,18 @@ deps: node_modules/.deps-stamp
 typecheck: deps
 	$(BIN)/tsc --noEmit -p tsconfig.json
 
+# Generated from proto/ by one command (`make proto`), never edited: the descriptor set that gRPC server
+# reflection serves (proto-loader's own descriptors merge files and confuse reflection clients).
+DESCRIPTORS := src/api/generated/aq.binpb
+
+proto: deps
+	$(BIN)/buf build -o $(DESCRIPTORS)
+
 lint: deps
 	$(BIN)/biome check .
 	$(BIN)/buf lint
 	$(BIN)/buf format --diff --exit-code
+	mkdir -p .tools && $(BIN)/buf build -o .tools/aq.binpb.check && cmp -s .tools/aq.binpb.check $(DESCRIPTORS) || { echo "$(DESCRIPTORS) is out of date with proto/: run 'make proto'"; exit 1; }
 
 format: deps
 	$(BIN)/biome check --write .

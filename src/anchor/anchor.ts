@@ -13,7 +13,7 @@ import { ReflectionService } from '@grpc/reflection';
 import { type Logger, pino } from 'pino';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { httpServer } from '../api/http.ts';
-import { loadProtos, serviceClient } from '../api/proto.ts';
+import { loadProtos, reflectionDefinition, serviceClient } from '../api/proto.ts';
 import { LIMITS, registryHandlers } from '../api/registry-service.ts';
 import { loadOrCreateSeed } from '../identity/key-file.ts';
 import { NodeSigner } from '../identity/signer.ts';
@@ -140,7 +140,8 @@ async function start(
   registerScopeMetrics(metrics, host, refusals);
 
   // ---- gRPC: client port and peer port ----
-  const { definition, grpc } = loadProtos();
+  const { grpc } = loadProtos();
+  const descriptors = reflectionDefinition();
   const v1 = (grpc.aq as Record<string, unknown>).v1 as Record<string, { service: ServiceDefinition }>;
   const api = registryHandlers({
     host,
@@ -160,7 +161,10 @@ async function start(
   });
   clientServer.addService((v1.Registry as { service: ServiceDefinition }).service, api.registry);
   clientServer.addService((v1.Membership as { service: ServiceDefinition }).service, api.membership);
-  new ReflectionService(definition).addToServer(clientServer);
+  // Reflection lists what each port serves: the client API here, Consensus on the peer port.
+  new ReflectionService(descriptors, { services: ['aq.v1.Registry', 'aq.v1.Membership'] }).addToServer(
+    clientServer,
+  );
   const grpcPort = await bind(clientServer, config.grpc, ServerCredentials.createInsecure(), 'grpc');
   stack.push(() => shutdown(clientServer));
 
@@ -169,6 +173,7 @@ async function start(
     (v1.Consensus as { service: ServiceDefinition }).service,
     consensusHandlers(host, logger.child({ module: 'consensus' }), refusals),
   );
+  new ReflectionService(descriptors, { services: ['aq.v1.Consensus'] }).addToServer(peerServer);
   const peerPort = await bind(peerServer, config.peer, peerServerCredentials(identity), 'peer');
   stack.push(() => shutdown(peerServer));
 
