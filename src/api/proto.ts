@@ -16,10 +16,34 @@ let cached: { definition: PackageDefinition; grpc: GrpcObject } | null = null;
 
 export function loadProtos(): { definition: PackageDefinition; grpc: GrpcObject } {
   if (cached === null) {
-    const definition = loadSync(PROTO_FILES, { ...PROTO_LOADER_OPTIONS, includeDirs: [PROTO_DIR] });
+    const definition = strictDecoding(
+      loadSync(PROTO_FILES, { ...PROTO_LOADER_OPTIONS, includeDirs: [PROTO_DIR] }),
+    );
     cached = { definition, grpc: loadPackageDefinition(definition) };
   }
   return cached;
+}
+
+/**
+ * protobufjs (under proto-loader) decodes a Node Buffer with a reader that cuts a string or nested message
+ * whose declared length runs past the end down to the bytes present, so a truncated request would be
+ * accepted. Its plain Uint8Array reader checks bounds and refuses it; every deserializer gets a view of
+ * the same bytes (no copy).
+ */
+function strictDecoding(definition: PackageDefinition): PackageDefinition {
+  for (const entry of Object.values(definition)) {
+    if (!('format' in entry) && typeof entry === 'object') {
+      for (const method of Object.values(entry as unknown as Record<string, Record<string, unknown>>)) {
+        for (const key of ['requestDeserialize', 'responseDeserialize'] as const) {
+          const original = method[key] as ((b: Buffer) => unknown) | undefined;
+          if (typeof original !== 'function') continue;
+          method[key] = (b: Buffer) =>
+            original(new Uint8Array(b.buffer, b.byteOffset, b.byteLength) as Buffer);
+        }
+      }
+    }
+  }
+  return definition;
 }
 
 /** The client constructor of a service in package aq.v1, e.g. serviceClient('Registry'). */

@@ -7,6 +7,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { readdir, stat, truncate, writeFile } from 'node:fs/promises';
+import http2 from 'node:http2';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import {
@@ -19,12 +20,17 @@ import {
 import { expect } from 'chai';
 import { serviceClient } from '../../src/api/proto.ts';
 import { LIMITS } from '../../src/api/registry-service.ts';
+import { makeMessage } from '../../src/consensus/index.ts';
+import { messageToWire } from '../../src/transport/consensus-codec.ts';
+import { peerChannel, peerTlsIdentity } from '../../src/transport/peer-credentials.ts';
 import {
   type AnchorProcess,
   client,
   eventually,
   kill,
   killAll,
+  metricsText,
+  metricValue,
   removeDir,
   runAq,
   startAnchorProcess,
@@ -151,6 +157,52 @@ function sendRaw(
   });
 }
 
+/** One length-delimited protobuf field (wire type 2) with a short value. */
+function field(tag: number, value: string | Buffer): Buffer {
+  const bytes = typeof value === 'string' ? Buffer.from(value) : value;
+  if (bytes.length > 127) throw new Error('field(): short values only');
+  return Buffer.concat([Buffer.from([(tag << 3) | 2, bytes.length]), bytes]);
+}
+
+/** One raw HTTP/2 POST with gRPC headers and `body` as is (framing included); the status it ends with. */
+function h2Call(
+  address: string,
+  path: string,
+  body: Buffer,
+  headers: Record<string, string> = {},
+): Promise<{ httpStatus?: number; grpcStatus?: string; grpcMessage?: string; error?: string }> {
+  return new Promise((resolve) => {
+    const session = http2.connect(`http://${address}`);
+    const result: { httpStatus?: number; grpcStatus?: string; grpcMessage?: string; error?: string } = {};
+    const take = (h: http2.IncomingHttpHeaders) => {
+      if (h[':status'] !== undefined) result.httpStatus = Number(h[':status']);
+      if (h['grpc-status'] !== undefined) result.grpcStatus = String(h['grpc-status']);
+      if (h['grpc-message'] !== undefined) result.grpcMessage = decodeURIComponent(String(h['grpc-message']));
+    };
+    const timer = setTimeout(() => finish('timed out'), 5_000);
+    const finish = (error?: string) => {
+      clearTimeout(timer);
+      if (error !== undefined && result.grpcStatus === undefined) result.error = error;
+      session.destroy();
+      resolve(result);
+    };
+    session.on('error', (e) => finish(e.message));
+    const req = session.request({
+      ':method': 'POST',
+      ':path': path,
+      'content-type': 'application/grpc',
+      te: 'trailers',
+      ...headers,
+    });
+    req.on('response', take);
+    req.on('trailers', take);
+    req.on('data', () => {});
+    req.on('end', () => finish());
+    req.on('error', (e) => finish(e.message));
+    req.end(body);
+  });
+}
+
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
 
 /** Byte strings that are not what any port expects. */
@@ -205,22 +257,21 @@ describe('bad input (a real anchor)', function () {
 
   it('refuses malformed protobuf on the client port and keeps serving', async () => {
     const path = '/aq.v1.Registry/Register';
-    // grpc-js answers a request that does not decode with INTERNAL before any handler runs.
+    // grpc-js answers a request that does not decode with INTERNAL before any handler runs (it sends the
+    // decoder's reason only with GRPC_NODE_DEBUG_SEND_ERROR_DETAILS set).
     const undecodable: [string, Buffer][] = [
-      ['an invalid wire type', Buffer.from([0x0f, 0x01])],
-      ['a length beyond the message', Buffer.from([0x0a, 0x7f, 0x61, 0x62])],
-      ['a truncated varint', Buffer.from([0x20, 0xff, 0xff, 0xff])],
-      [
-        'a truncated nested instance',
-        Buffer.from([0x0a, 0x05, 0x64, 0x65, 0x76, 0x2f, 0x78, 0x12, 0x10, 0x0a]),
-      ],
+      ['an invalid wire type', Buffer.from([0x7f, 0x01])],
+      ['an unknown field running past the end', Buffer.from([0x7a, 0x10, 0x01])],
+      ['an instance running past the end', Buffer.from([0x12, 0x7f, 0x0a, 0x01, 0x61])],
+      ['a truncated instance', Buffer.concat([field(1, 'dev/x'), Buffer.from([0x12, 0x10, 0x0a])])],
+      ['garbage inside the instance', Buffer.from([0x12, 0x03, 0xff, 0xff, 0xff])],
     ];
     for (const [what, bytes] of undecodable) {
       await expectStatus(
         `Register with ${what}`,
         rawUnary(anchor.info.grpc, path, bytes),
         status.INTERNAL,
-        /^Error deserializing request/,
+        /^Error deserializing request$/,
       );
     }
     // Well-formed protobuf that is not a RegisterRequest (only unknown fields): an empty request.
@@ -246,10 +297,93 @@ describe('bad input (a real anchor)', function () {
     );
     await expectStatus(
       'an unknown method',
-      rawUnary(anchor.info.grpc, '/aq.v1.Registry/Nope', Buffer.from([0x0a, 0x01, 0x61])),
+      rawUnary(anchor.info.grpc, '/aq.v1.Registry/Nope', field(1, 'a')),
       status.UNIMPLEMENTED,
-      /Nope/,
+      /^The server does not implement the method \/aq\.v1\.Registry\/Nope$/,
     );
+  });
+
+  it('refuses broken gRPC framing on the client port and keeps serving', async () => {
+    const body = Buffer.concat([field(1, KNOWN.name)]);
+    const framed = (flag: number, declared: number, payload: Buffer) => {
+      const head = Buffer.alloc(5);
+      head.writeUInt8(flag, 0);
+      head.writeUInt32BE(declared, 1);
+      return Buffer.concat([head, payload]);
+    };
+    const resolve = '/aq.v1.Registry/Resolve';
+    const cases: [string, Buffer, Record<string, string>, status, RegExp][] = [
+      [
+        'an unknown grpc-encoding',
+        framed(1, body.length, body),
+        { 'grpc-encoding': 'zstd-nope' },
+        status.UNIMPLEMENTED,
+        /^Received message compressed with unsupported encoding "zstd-nope"$/,
+      ],
+      [
+        'gzip that is not gzip',
+        framed(1, 8, randomBytes(8)),
+        { 'grpc-encoding': 'gzip' },
+        status.INTERNAL,
+        /^Failed to decompress message$/,
+      ],
+      [
+        'a frame announcing more than the limit',
+        framed(0, 1 << 30, Buffer.alloc(16)),
+        {},
+        status.RESOURCE_EXHAUSTED,
+        new RegExp(`^Received message larger than max \\(${1 << 30} vs ${LIMITS.maxRequestBytes}\\)$`),
+      ],
+      // grpc-js's wording for a unary call that ended without a whole message.
+      [
+        'a frame cut short',
+        framed(0, 100, body),
+        {},
+        status.UNIMPLEMENTED,
+        /^Received no request message for server streaming method \/aq\.v1\.Registry\/Resolve$/,
+      ],
+      [
+        'no message at all',
+        Buffer.alloc(0),
+        {},
+        status.UNIMPLEMENTED,
+        /^Received no request message for server streaming method \/aq\.v1\.Registry\/Resolve$/,
+      ],
+    ];
+    for (const [what, bytes, headers, code, pattern] of cases) {
+      const r = await h2Call(anchor.info.grpc, resolve, bytes, headers);
+      observed.push(`Resolve with ${what}: ${JSON.stringify(r)}`);
+      expect(r.grpcStatus, `${what}: ${JSON.stringify(r)}`).to.equal(String(code));
+      expect(r.grpcMessage, what).to.match(pattern);
+      expect(r.grpcMessage, what).to.not.match(/[\r\n]/);
+    }
+  });
+
+  it('does not accept a request whose last string runs past the end of the message', async () => {
+    // protobufjs 7's Buffer reader clamps a string's declared length to the bytes present instead of
+    // failing (fixed upstream in protobufjs PR #2205): this request would be acknowledged as a
+    // registration of dev/trunc although it is malformed.
+    const inst = Buffer.concat([field(1, 't-1'), field(2, '10.0.0.1'), Buffer.from([0x18, 0x90, 0x3f])]);
+    const name = `${SCOPE}/trunc`;
+    const bytes = Buffer.concat([
+      Buffer.from([0x12, inst.length]),
+      inst,
+      Buffer.from([0x0a, 0x7f]),
+      Buffer.from(name),
+    ]);
+    await expectStatus(
+      'Register whose name runs past the end',
+      rawUnary(anchor.info.grpc, '/aq.v1.Registry/Register', bytes),
+      status.INTERNAL,
+      /^Error deserializing request$/,
+    );
+    const c = client(anchor.info.grpc, 'Registry');
+    try {
+      const r = await c.call<{ instances: unknown[] }>('Resolve', { name });
+      expect(r.instances, 'nothing malformed was registered').to.deep.equal([]);
+    } finally {
+      c.close();
+    }
   });
 
   it('refuses invalid names with INVALID_ARGUMENT naming the rule', async () => {
@@ -260,8 +394,12 @@ describe('bad input (a real anchor)', function () {
       ['an uppercase label', `${SCOPE}/Payments`, /uppercase letter 'P': labels are lowercase \[a-z0-9-\]/],
       ['an empty label', 'a//b', /"a\/\/b" has an empty label between two '\/'/],
       ['an empty label in a served scope', `${SCOPE}//b`, /has an empty label/],
-      ['a 300-byte name', long, /is 304 bytes long: a name is at most 255 bytes/],
-      ['a non-ASCII label', `${SCOPE}/café`, /character .*e9.* that is not allowed: labels are lowercase/],
+      ['a 300-byte name', long, /is 308 bytes long: a name is at most 255 bytes/],
+      [
+        'a non-ASCII label',
+        `${SCOPE}/café`,
+        /has a character U\+00E9 that is not allowed: labels are lowercase/,
+      ],
       ['a leading slash', `/${SCOPE}/x`, /starts with '\/'/],
       ['a label ending with -', `${SCOPE}/x-`, /ends with '-'/],
     ];
@@ -446,12 +584,32 @@ describe('bad input (a real anchor)', function () {
         garbage().map(async (g) => ({ port, what: g.what, ...(await sendRaw(address, g.bytes)) })),
       ),
     );
+    // What each port answers (the anchor's health is checked after the test).
+    const httpAnswer: Record<string, string> = {
+      'random bytes': 'HTTP/1.1 400 Bad Request',
+      'an HTTP/1.1 request': 'HTTP/1.1 404 Not Found',
+      'a truncated HTTP/2 preface': '', // an incomplete request line: Node waits for the rest
+      'an HTTP/2 preface and a bogus frame': 'HTTP/1.1 400 Bad Request',
+      'a truncated TLS record': 'HTTP/1.1 400 Bad Request',
+      'nothing (connect and close)': '',
+    };
     for (const r of results) {
-      if (r.port !== 'http' || r.what === 'nothing (connect and close)') continue;
-      const head = r.reply.toString('latin1').split('\r\n')[0];
-      const expected =
-        r.what === 'an HTTP/1.1 request' ? 'HTTP/1.1 404 Not Found' : 'HTTP/1.1 400 Bad Request';
-      expect(head, `HTTP port, ${r.what}`).to.equal(expected);
+      observed.push(
+        `${r.port} port, ${r.what}: closed=${r.closed} reply=${JSON.stringify(r.reply.subarray(0, 40).toString('latin1'))}`,
+      );
+      const at = `${r.port} port, ${r.what}`;
+      if (r.port === 'http') {
+        expect(r.reply.toString('latin1').split('\r\n')[0], at).to.equal(httpAnswer[r.what]);
+      } else if (r.port === 'grpc') {
+        // HTTP/2: the server's SETTINGS frame first, then (for garbage) a GOAWAY and the connection closes.
+        expect(r.reply.subarray(0, 4).toString('hex'), at).to.equal('00000004');
+      } else if (r.port === 'peer') {
+        // TLS only: nothing, or a TLS alert record (0x15).
+        if (r.reply.length > 0) expect(r.reply[0], at).to.equal(0x15);
+      } else {
+        // libp2p: no multistream-select answer to garbage.
+        expect(r.reply.toString('latin1'), at).to.not.include('/multistream/');
+      }
     }
     // The HTTP port's own errors.
     const base = `http://${anchor.info.http}`;
@@ -506,23 +664,55 @@ describe('bad input (a real anchor)', function () {
         });
         stream.end();
       });
-      await expectStatus('a plaintext Consensus.Step', step, status.UNAVAILABLE, /./);
+      // grpc-js's client-side wording: the TLS server drops the plaintext connection.
+      const dropped = /^No connection established|Connection dropped|Failed to connect/;
+      await expectStatus('a plaintext Consensus.Step', step, status.UNAVAILABLE, dropped);
       const join = new Promise<void>((resolve, reject) =>
         cc.Join({ scope: SCOPE }, new Metadata(), { deadline: Date.now() + 5_000 }, (e) =>
           e ? reject(e) : resolve(),
         ),
       );
-      await expectStatus('a plaintext Consensus.Join', join, status.UNAVAILABLE, /./);
+      await expectStatus('a plaintext Consensus.Join', join, status.UNAVAILABLE, dropped);
     } finally {
       cc.close();
     }
     // The client port does not serve the consensus service at all.
     await expectStatus(
-      'Consensus.Step on the client port',
-      rawUnary(anchor.info.grpc, '/aq.v1.Consensus/Join', Buffer.from([0x0a, 0x03, 0x64, 0x65, 0x76])),
+      'Consensus.Join on the client port',
+      rawUnary(anchor.info.grpc, '/aq.v1.Consensus/Join', field(1, SCOPE)),
       status.UNIMPLEMENTED,
-      /Join/,
+      /^The server does not implement the method \/aq\.v1\.Consensus\/Join$/,
     );
+    // After all that (and the garbage before), the peer port still serves TLS: a non-member's vote is
+    // received and refused (counted), not applied.
+    const refusedBefore =
+      metricValue(await metricsText(anchor.info.http), 'aq_consensus_refused_total{reason="notMember"}') ?? 0;
+    const intruder = await peerTlsIdentity(randomBytes(32));
+    const { credentials: tls, options } = peerChannel(intruder, anchor.info.peerId);
+    const tc = new Consensus(anchor.info.peer, tls, options) as unknown as {
+      Step(cb: (e: ServiceError | null) => void): { write(m: unknown): boolean; end(): void };
+      close(): void;
+    };
+    try {
+      const vote = messageToWire(
+        makeMessage('vote', intruder.peerId, anchor.info.peerId, 1_000_000, {
+          logTerm: 1_000_000,
+          index: 1_000,
+        }),
+      );
+      await new Promise<void>((resolve, reject) => {
+        const stream = tc.Step((e) => (e ? reject(e) : resolve()));
+        stream.write({ envelopes: [{ scope: SCOPE, message: vote }] });
+        stream.end();
+      });
+    } finally {
+      tc.close();
+    }
+    const refusedAfter = metricValue(
+      await metricsText(anchor.info.http),
+      'aq_consensus_refused_total{reason="notMember"}',
+    );
+    expect(refusedAfter).to.equal(refusedBefore + 1);
   });
 });
 
