@@ -25,7 +25,7 @@ endif
 
 BIN := node_modules/.bin
 
-.PHONY: build deps typecheck lint format test test-unit sim bench-consensus clean node proto
+.PHONY: build deps typecheck lint format test test-unit sim bench-consensus clean node proto dev
 
 node: $(NODE_DEP)
 	@echo "node $$(node --version) at $$(command -v node)"
@@ -64,6 +64,11 @@ format: deps
 	$(BIN)/buf format --write
 
 build: typecheck
+
+# The README's first command: a local region on loopback (3-anchor scope group + two single-anchor
+# scopes) with sample services, until Ctrl-C. `make dev ARGS=--json` passes flags to `aq dev`.
+dev: build
+	bin/aq dev $(ARGS)
 
 test: build lint
 	node --version

@@ -26,8 +26,8 @@ export interface DevOptions {
   readonly json: boolean;
   /** Keep data here (kept on exit) instead of a temporary directory (removed on exit). */
   readonly dataDir?: string;
-  readonly out: NodeJS.WritableStream;
-  readonly err: NodeJS.WritableStream;
+  readonly out: (text: string) => void;
+  readonly err: (text: string) => void;
 }
 
 interface DevAnchor {
@@ -128,7 +128,7 @@ export async function runDev(options: DevOptions, signal: AbortSignal): Promise<
       signal.addEventListener('abort', () => clearInterval(poll), { once: true });
     });
     if (failed !== null) {
-      options.err.write(`aq dev: ${failed}\n`);
+      options.err(`aq: dev: ${failed}\n`);
       return 1;
     }
     return 0;
@@ -280,7 +280,7 @@ function print(o: DevOptions, anchors: readonly DevAnchor[], root: string, keep:
     peer: a.info.peer,
     pid: a.child.pid ?? 0,
   }));
-  if (o.json) o.out.write(`${JSON.stringify({ region: 'local', anchors: rows })}\n`);
+  if (o.json) o.out(`${JSON.stringify({ region: 'local', anchors: rows })}\n`);
   const first = anchors[0] as DevAnchor;
   const anchorFlag = first.info.grpc === DEFAULT_GRPC ? '' : ` --anchor ${first.info.grpc}`;
   const table = [
@@ -317,7 +317,7 @@ function print(o: DevOptions, anchors: readonly DevAnchor[], root: string, keep:
     'serving; Ctrl-C stops every anchor',
     '',
   ].join('\n');
-  (o.json ? o.err : o.out).write(text);
+  (o.json ? o.err : o.out)(text);
 }
 
 async function stopAll(anchors: readonly DevAnchor[]): Promise<void> {
@@ -345,4 +345,33 @@ function portFree(address: string): Promise<boolean> {
     s.once('error', () => resolve(false));
     s.listen(Number(address.slice(at + 1)), address.slice(0, at), () => s.close(() => resolve(true)));
   });
+}
+
+/** `aq dev [--json] [--data-dir DIR]`: runs until SIGINT or SIGTERM. */
+export async function devCommand(
+  flags: { json?: boolean; dataDir?: string },
+  io: { out: (text: string) => void; err: (text: string) => void },
+): Promise<0 | 1> {
+  const controller = new AbortController();
+  const stop = () => controller.abort();
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+  try {
+    return (await runDev(
+      {
+        json: flags.json === true,
+        ...(flags.dataDir ? { dataDir: flags.dataDir } : {}),
+        out: io.out,
+        err: io.err,
+      },
+      controller.signal,
+    )) as 0 | 1;
+  } catch (error) {
+    if (controller.signal.aborted) return 0;
+    io.err(`aq: dev: ${(error as Error).message}\n`);
+    return 1;
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+  }
 }

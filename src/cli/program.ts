@@ -131,6 +131,25 @@ AQ_DEBUG=1 (stack traces of internal errors).`,
       }),
     );
 
+  // ---- aq dev ----
+  program
+    .command('dev')
+    .description(
+      'start a local region on loopback: a scope group of 3 anchors (eu-central) and two single-anchor ' +
+        'scopes (us-east, ap-south), with sample services; print every endpoint and serve until Ctrl-C',
+    )
+    .option('--json', 'print the endpoints as one JSON line first on stdout (the table goes to stderr)')
+    .option(
+      '--data-dir <DIR>',
+      "keep the anchors' data here (default: a temporary directory, removed on exit)",
+    )
+    .action(
+      lazy(async (flags: { json?: boolean; dataDir?: string }) => {
+        const { devCommand } = await import('./dev.ts');
+        return devCommand(flags, io);
+      }),
+    );
+
   // ---- client commands ----
   const client = (command: Command, timeoutHelp = 'give up after this long (a gRPC deadline)') =>
     command

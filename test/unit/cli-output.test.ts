@@ -105,6 +105,7 @@ describe('cli: commander wiring (in-process)', () => {
     await run(['--help'], io);
     for (const command of [
       'anchor',
+      'dev',
       'register',
       'deregister',
       'heartbeat',
@@ -115,17 +116,7 @@ describe('cli: commander wiring (in-process)', () => {
     ]) {
       expect(io.stdout).to.match(new RegExp(`\\n  ${command} `));
     }
-    for (const absent of [
-      'dev',
-      'lineage',
-      'verify',
-      'nomad',
-      'policy',
-      'quota',
-      'adjacency',
-      'split',
-      'migrate',
-    ]) {
+    for (const absent of ['lineage', 'verify', 'nomad', 'policy', 'quota', 'adjacency', 'split', 'migrate']) {
       expect(io.stdout).to.not.match(new RegExp(`\\n  ${absent} `));
     }
     const resolve = capture();
