@@ -305,10 +305,69 @@ describe('anchor group (3 real processes)', function () {
       30_000,
     );
     expect(seenAsLearnerOrVoter.members.filter((m) => m.role === 'voter')).to.have.length(4);
+    // Through the learner stage: the leader logged both changes for this anchor, in this order.
+    const logs = anchors.flatMap((a) => a.logs).filter((l) => l.includes(fourth.info.peerId));
+    const added = logs.findIndex((l) => l.includes('"added a learner"'));
+    const promoted = logs.findIndex((l) => l.includes('"promoting a caught-up learner to voter"'));
+    expect(added, 'a leader logged the learner').to.be.greaterThan(-1);
+    expect(promoted, 'a leader logged the promotion').to.be.greaterThan(added);
     await eventually('the new voter to hold every acknowledged registration', async () => {
       await expectAcknowledged(fourth, acknowledged);
       return true;
     });
+  });
+
+  it("answers FAILED_PRECONDITION with the leader's address when a follower is asked not to forward", async () => {
+    const leader = await leaderOf(anchors);
+    const follower = anchors.find((a) => a !== leader) as AnchorProcess;
+    const c = client(follower.info.grpc, 'Registry');
+    try {
+      const error = (await c
+        .call('Register', { name: `${SCOPE}/direct`, instance: instance('d-1', 1), noForward: true })
+        .then(
+          () => null,
+          (e: ServiceError) => e,
+        )) as ServiceError | null;
+      expect(error?.code).to.equal(9); // FAILED_PRECONDITION
+      expect(error?.details).to.include(leader.info.grpc);
+      expect(error?.metadata.get('aq-leader')).to.deep.equal([leader.info.grpc]);
+    } finally {
+      c.close();
+    }
+  });
+
+  it('removes an anchor with aq members remove, then keeps serving without its bootstrap peer', async () => {
+    const fourth = anchors[3] as AnchorProcess;
+    const asked = anchors[1] as AnchorProcess;
+    const removed = await runAq([
+      'members',
+      'remove',
+      SCOPE,
+      fourth.info.peerId,
+      '--anchor',
+      asked.info.grpc,
+    ]);
+    expect(removed.code, removed.stderr).to.equal(0);
+    await eventually('three voters again', async () => {
+      const view = await members(asked);
+      return view.members.length === 3 && !view.members.some((m) => m.id === fourth.info.peerId)
+        ? true
+        : undefined;
+    });
+    await kill(fourth);
+    // The anchor every other one bootstrapped from goes away: the rest stay connected and serve.
+    const bootstrapPeer = anchors[0] as AnchorProcess;
+    await kill(bootstrapPeer);
+    const rest = anchors.slice(1, 3);
+    await leaderOf(rest);
+    const c = client((rest[0] as AnchorProcess).info.grpc, 'Registry');
+    try {
+      await c.call('Register', { name: `${SCOPE}/after-bootstrap`, instance: instance('ab-1', 2) });
+      acknowledged.push({ name: `${SCOPE}/after-bootstrap`, id: 'ab-1' });
+    } finally {
+      c.close();
+    }
+    for (const a of rest) await expectAcknowledged(a, acknowledged);
   });
 });
 
