@@ -2,6 +2,7 @@
 // fields, enums as strings). Pure, and run before anything touches the network, so that every mistake the
 // CLI can see itself is a usage error (exit 2) with the rule that was broken.
 
+import type { WireInstance as ApiWireInstance } from '../api/registry-service.ts';
 import { type Instance, validateInstance, validateInstanceId } from '../registry/instance.ts';
 import { quote, validateName } from '../registry/names.ts';
 import { usageError } from './errors.ts';
@@ -55,14 +56,8 @@ export interface RegisterFlags {
   readonly ttl?: string | undefined;
 }
 
-export interface WireInstance {
-  id: string;
-  address: string;
-  port: number;
-  tags: string[];
-  meta: Record<string, string>;
-  ttlMs: number;
-}
+/** The instance fields a client sends (health is the anchor's to set). */
+export type WireInstance = Omit<ApiWireInstance, 'health'>;
 
 export interface RegisterRequest {
   name: string;

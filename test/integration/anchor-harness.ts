@@ -51,8 +51,9 @@ export async function removeDir(dir: string): Promise<void> {
 }
 
 /** Starts `aq anchor start` and resolves once it has printed its addresses (first log line). */
-export async function startAnchorProcess(o: StartAnchorOptions, timeoutMs = 20_000): Promise<AnchorProcess> {
-  const args = [
+/** The arguments of `aq anchor start` for these options (ports 0 everywhere). */
+export function anchorStartArgs(o: StartAnchorOptions): string[] {
+  return [
     'anchor',
     'start',
     '--data-dir',
@@ -75,6 +76,10 @@ export async function startAnchorProcess(o: StartAnchorOptions, timeoutMs = 20_0
     ...(o.bootstrap ?? []).flatMap((b) => ['--bootstrap', b]),
     ...(o.extraArgs ?? []),
   ];
+}
+
+export async function startAnchorProcess(o: StartAnchorOptions, timeoutMs = 20_000): Promise<AnchorProcess> {
+  const args = anchorStartArgs(o);
   const child = spawn(AQ, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...o.env } });
   children.add(child);
   const logs: string[] = [];

@@ -25,6 +25,7 @@ import { messageToWire } from '../../src/transport/consensus-codec.ts';
 import { peerChannel, peerTlsIdentity } from '../../src/transport/peer-credentials.ts';
 import {
   type AnchorProcess,
+  anchorStartArgs,
   client,
   eventually,
   kill,
@@ -730,26 +731,7 @@ describe('a corrupt or truncated store after kill -9 (a real anchor)', function 
     if (dir !== '') await removeDir(dir);
   });
 
-  const anchorArgs = (): string[] => [
-    'anchor',
-    'start',
-    '--data-dir',
-    dir,
-    '--grpc',
-    '127.0.0.1:0',
-    '--peer',
-    '127.0.0.1:0',
-    '--http',
-    '127.0.0.1:0',
-    '--p2p',
-    '/ip4/127.0.0.1/tcp/0',
-    '--region',
-    'test',
-    '--bootstrap-expect',
-    '1',
-    '--scope',
-    SCOPE,
-  ];
+  const anchorArgs = (): string[] => anchorStartArgs({ dataDir: dir, scopes: [SCOPE] });
 
   it('recovers from a torn WAL tail: it starts and resolves every acknowledged registration', async () => {
     const first = await startAnchorProcess({ dataDir: dir, scopes: [SCOPE] });
