@@ -89,7 +89,10 @@ async function start(
   const identity = await peerTlsIdentity(seed);
   const self = identity.peerId;
 
+  // --cache-mb: half for RocksDB's block cache, half for decoded name records (about 1 KiB each).
+  const cacheBytes = config.cacheMb * 1024 * 1024;
   const store = await RocksRaftStore.open(join(config.dataDir, 'db'), {
+    cacheBytes: Math.floor(cacheBytes / 2),
     ...(signal ? { signal } : {}),
     logger: (line) => logger.warn({ module: 'storage' }, line),
   });
@@ -131,7 +134,9 @@ async function start(
     storageFor: (scope) => store.forScope(storageScopeId(scope)),
     registryFor: async (scope, onChange) =>
       rocksRegistry(
-        RocksRegistryStore.forScope(store, storageScopeId(scope), { cacheSize: config.cacheMb * 1024 }),
+        RocksRegistryStore.forScope(store, storageScopeId(scope), {
+          cacheSize: Math.floor(cacheBytes / 2 / 1024),
+        }),
         onChange,
       ),
     onPersist: (seconds) => fsync.observe(seconds),
@@ -353,6 +358,16 @@ function registerScopeMetrics(metrics: Registry, host: ScopeHost, refusals: Cons
     'Committed entries not yet applied',
     (s) => s.group.node.status().commit - s.group.appliedIndex,
   );
+  new Counter({
+    name: 'aq_proposals_total',
+    help: 'Registry commands proposed by this anchor (retries of a lost forward included)',
+    labelNames: ['scope'],
+    registers: [metrics],
+    collect() {
+      this.reset();
+      for (const s of host.scopes()) this.inc({ scope: s.name }, s.group.proposals);
+    },
+  });
   perScope('aq_raft_is_leader', '1 when this anchor leads the scope group', (s) =>
     s.group.isLeader ? 1 : 0,
   );

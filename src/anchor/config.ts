@@ -22,7 +22,7 @@ export interface AnchorConfig {
   readonly bootstrapExpect: number;
   /** pino level: fatal, error, warn, info, debug, trace. */
   readonly logLevel: string;
-  /** RocksDB block cache, in MiB. */
+  /** Memory for caches, in MiB: half for RocksDB's block cache, half for decoded name records. */
   readonly cacheMb: number;
 }
 

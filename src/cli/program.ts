@@ -123,7 +123,10 @@ AQ_DEBUG=1 (stack traces of internal errors).`,
       '--log-level <LEVEL>',
       `fatal, error, warn, info, debug, trace or silent (default: ${d.logLevel})`,
     )
-    .option('--cache-mb <MB>', `RocksDB block cache in MiB (default: ${d.cacheMb})`)
+    .option(
+      '--cache-mb <MB>',
+      `memory for caches in MiB: RocksDB's block cache and decoded name records (default: ${d.cacheMb})`,
+    )
     .action(
       lazy(async (flags: AnchorFlags) => {
         const { anchorStart } = await import('./anchor-start.ts');

@@ -125,6 +125,7 @@ export class ScopeGroup {
   readonly #readsInFlight = new Map<string, ReadBatch>();
   readonly #leaderListeners = new Set<(leader: NodeId, role: Status['role']) => void>();
   #idle: Promise<void> = Promise.resolve();
+  #proposals = 0;
 
   constructor(components: ScopeGroupComponents, options: ScopeGroupOptions = {}) {
     this.scope = components.scope;
@@ -145,6 +146,11 @@ export class ScopeGroup {
   /** The error that stopped the group (a storage failure), or null. */
   get failure(): Error | null {
     return this.#failed;
+  }
+
+  /** Registry commands proposed here (each retry counts). */
+  get proposals(): number {
+    return this.#proposals;
   }
 
   get leader(): NodeId {
@@ -236,6 +242,7 @@ export class ScopeGroup {
         if (this.#stopped) return;
         try {
           this.node.propose(data);
+          this.#proposals++;
           this.#schedule();
         } catch (error) {
           if (!(error instanceof ProposalDroppedError)) {

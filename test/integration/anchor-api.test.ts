@@ -198,6 +198,7 @@ describe('anchor API (one real process)', function () {
       'aq_raft_commit_index',
       'aq_raft_applied_index',
       'aq_raft_apply_lag',
+      'aq_proposals_total',
       'aq_fsync_seconds_bucket',
       'aq_grpc_request_seconds_bucket',
     ]) {
