@@ -25,7 +25,7 @@ endif
 
 BIN := node_modules/.bin
 
-.PHONY: build deps typecheck lint format test test-unit sim bench-consensus clean node proto dev
+.PHONY: build deps typecheck lint format test test-unit sim bench-consensus bench clean node proto dev
 
 node: $(NODE_DEP)
 	@echo "node $$(node --version) at $$(command -v node)"
@@ -85,6 +85,10 @@ sim: deps
 
 bench-consensus: deps
 	node bench/consensus.ts
+
+# aqmesh vs etcd side by side (bench/registry-vs-etcd.ts): make bench ARGS='--seconds 8 --workers 2'
+bench: deps
+	node bench/registry-vs-etcd.ts $(ARGS)
 
 clean:
 	rm -rf node_modules .tools

@@ -308,7 +308,9 @@ export class RaftNode {
       messages: this.msgs,
       messagesAfterPersist: this.msgsAfterPersist,
       readStates: this.readStates,
-      mustSync: hardStateChanged || entries.length > 0 || snapshot !== null,
+      // As etcd: a new commit index alone need not be synced (Raft keeps commit volatile; a restart
+      // relearns it from the leader), only entries, snapshots, term and vote.
+      mustSync: hs.term !== p.term || hs.vote !== p.vote || entries.length > 0 || snapshot !== null,
     };
     this.msgs = [];
     this.msgsAfterPersist = [];

@@ -7,6 +7,11 @@ export interface StorageUpdate {
   readonly entries: readonly Entry[];
   /** A snapshot received from the leader: it replaces the whole stored log. */
   readonly snapshot: Snapshot | null;
+  /**
+   * Ready.mustSync: false when only the commit index changed, which need not be fsynced (it is still
+   * written, in order). Absent means true.
+   */
+  readonly sync?: boolean;
 }
 
 /**

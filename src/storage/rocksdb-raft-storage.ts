@@ -494,7 +494,7 @@ export class RocksRaftStorage implements RaftStorage {
     if (update.hardState)
       ops.push({ type: 'put', key: this.hsKey, value: encodeHardState(update.hardState) });
     if (ops.length === 0) return;
-    await this.write(ops);
+    await this.write(ops, update.sync !== false);
     this.bounds = next;
   }
 
@@ -510,10 +510,13 @@ export class RocksRaftStorage implements RaftStorage {
     this.bounds = { hasSnapshot: true, snapIndex: index, first, last: Math.max(b.last, index) };
   }
 
-  /** One atomic, fsynced batch. On failure the in-memory bounds are dropped (the next call rereads them). */
-  private async write(ops: WriteOp[]): Promise<void> {
+  /**
+   * One atomic batch, fsynced unless `sync` is false (a commit-index-only update). On failure the
+   * in-memory bounds are dropped (the next call rereads them).
+   */
+  private async write(ops: WriteOp[], sync = true): Promise<void> {
     try {
-      await this.db.batch(ops, { sync: true });
+      await this.db.batch(ops, { sync });
     } catch (err) {
       this.bounds = null;
       throw err;

@@ -138,7 +138,7 @@ describe('simulator', function () {
     });
 
     it('the liveness check fails a run whose liveness phase is too short', () => {
-      const r = runSeed(5, { livenessTicks: 3 });
+      const r = runSeed(5, { livenessTicks: 1 });
       expect(r.violations.map((v) => v.property)).to.deep.equal(['liveness']);
     });
   });
