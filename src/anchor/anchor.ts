@@ -24,6 +24,7 @@ import { ScopeHost, storageScopeId } from '../scope/scope-host.ts';
 import type { NameChange } from '../scope/watch-hub.ts';
 import { RocksRegistryStore } from '../storage/rocks-registry-store.ts';
 import { RocksRaftStore } from '../storage/rocksdb-raft-storage.ts';
+import { ThreadedRaftStore } from '../storage/threaded-raft-store.ts';
 import { peerServerCredentials, peerTlsIdentity } from '../transport/peer-credentials.ts';
 import { type ConsensusRefusals, consensusHandlers, PeerTransport } from '../transport/peer-transport.ts';
 import type { AnchorConfig } from './config.ts';
@@ -89,14 +90,23 @@ async function start(
   const identity = await peerTlsIdentity(seed);
   const self = identity.peerId;
 
-  // --cache-mb: half for RocksDB's block cache, half for decoded name records (about 1 KiB each).
+  // Two RocksDB databases: the Raft log on a worker thread (its fsyncs must not stall the event loop,
+  // see threaded-raft-store.ts) and the registry's state on this thread (apply reads it synchronously).
+  // --cache-mb: a quarter for each block cache, half for decoded name records (about 1 KiB each).
   const cacheBytes = config.cacheMb * 1024 * 1024;
-  const store = await RocksRaftStore.open(join(config.dataDir, 'db'), {
-    cacheBytes: Math.floor(cacheBytes / 2),
+  const storageLog = (line: string) => logger.warn({ module: 'storage' }, line);
+  const raftStore = await ThreadedRaftStore.open(join(config.dataDir, 'raft'), {
+    cacheBytes: Math.floor(cacheBytes / 4),
     ...(signal ? { signal } : {}),
-    logger: (line) => logger.warn({ module: 'storage' }, line),
+    logger: storageLog,
   });
-  stack.push(() => store.close());
+  stack.push(() => raftStore.close());
+  const registryDb = await RocksRaftStore.open(join(config.dataDir, 'registry'), {
+    cacheBytes: Math.floor(cacheBytes / 4),
+    ...(signal ? { signal } : {}),
+    logger: storageLog,
+  });
+  stack.push(() => registryDb.close());
 
   // ---- metrics ----
   const metrics = new Registry();
@@ -131,10 +141,12 @@ async function start(
     self,
     transport,
     logger: logger.child({ module: 'scope' }),
-    storageFor: (scope) => store.forScope(storageScopeId(scope)),
+    storageFor: (scope) => raftStore.forScope(storageScopeId(scope)),
     registryFor: async (scope, onChange) =>
       rocksRegistry(
-        RocksRegistryStore.forScope(store, storageScopeId(scope), {
+        // The registry database is opened as a RocksRaftStore only to share its open/close code; it
+        // holds no Raft keys.
+        RocksRegistryStore.forScope(registryDb, storageScopeId(scope), {
           cacheSize: Math.floor(cacheBytes / 2 / 1024),
         }),
         onChange,
@@ -316,8 +328,8 @@ async function enterScope(
 }
 
 /**
- * The registry state of a scope in the anchor's RocksDB (bounded memory: a cache of name records). A commit
- * is one unsynced batch with the applied index; the next synced Raft write makes it durable (one WAL).
+ * The registry state of a scope in the anchor's registry database (bounded memory: a cache of name
+ * records). A commit is one unsynced batch with the applied index; the Raft log is the durable record.
  */
 function rocksRegistry(store: RocksRegistryStore, onChange: (change: NameChange) => void): RegistryHost {
   let machine = new RegistryStateMachine({ store, onChange });

@@ -27,10 +27,10 @@
  * sees. commit() writes the overlay, the dirty sessions and the meta (applied index included) as ONE
  * atomic RocksDB batch, then empties the overlay. So the stored state is always the state after some
  * applied index, never a mix; after a restart the state machine resumes after that index and the Raft
- * log replays the rest. commit() does not fsync by default: the Raft log is the durable record, and a
- * later synced batch on the same database (the Raft storage's next save) makes the commit durable too,
- * because RocksDB's WAL is ordered: a synced write syncs every write logged before it. An unsynced commit
- * survives a process crash (it is in the OS's page cache), not necessarily a power loss before that.
+ * log replays the rest. commit() does not fsync by default: the Raft log is the durable record. An
+ * unsynced commit survives a process crash (it is in the OS's page cache), not necessarily a power loss;
+ * after one the registry may lag the Raft log (never lead it: it only holds entries the log had synced
+ * before they were applied) and the log's entries, or its snapshot, bring it back.
  *
  * Memory: the overlay (what changed since the last commit), a bounded LRU of decoded name records
  * (`cacheSize`), and the sessions, which the state machine bounds (maxSessions) and which are kept in

@@ -7,8 +7,8 @@
  *   s/<scope>/e/<index>              one log entry; <index> is 16 lowercase hex digits, big-endian, so the
  *                                    byte order of the keys is the index order
  * A scope's entries are the key range [s/<scope>/e/, s/<scope>/e0) ('0' is the byte after '/').
- * The keys under r/<scope>/ belong to the scope's registry state (rocks-registry-store.ts), which shares
- * this database (`database`), so that one synced Raft save also makes its earlier writes durable.
+ * The anchor keeps the registry's state (rocks-registry-store.ts, keys r/<scope>/) in a second database
+ * and runs this one on a worker thread (threaded-raft-store.ts).
  *
  * Values (all of them): [version u8 = 1][tag u8][payload][crc32 u32 BE of every byte before it]
  *   tag 1 entry:      term u64 BE, index u64 BE, kind u8 (0 normal, 1 conf-change), data (the rest)
