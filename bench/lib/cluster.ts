@@ -7,9 +7,9 @@ import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import { Etcd3 } from 'etcd3';
-import { serviceClient } from '../../src/api/proto.ts';
+import { callOnce as aqCall } from '../../src/api/unary-call.ts';
+import { eventually } from '../../test/integration/anchor-harness.ts';
 import { commOf, programOf } from './procstat.ts';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -87,30 +87,6 @@ export function withTimeout<T>(what: string, ms: number, p: Promise<T>): Promise
       timer = setTimeout(() => reject(new Error(`${what}: timed out after ${ms} ms`)), ms);
     }),
   ]).finally(() => clearTimeout(timer));
-}
-
-/** Polls `check` until it returns a value (not undefined) or the time runs out. */
-export async function eventually<T>(
-  what: string,
-  check: () => Promise<T | undefined>,
-  ms: number,
-): Promise<T> {
-  const until = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await check();
-      if (v !== undefined) return v;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > until) {
-      throw new Error(
-        `timed out after ${ms} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`,
-      );
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
 }
 
 /**
@@ -216,40 +192,6 @@ async function startAnchor(
   // bin/aq and bin/node are bash wrappers that exec node: the PID is node's after the exec.
   await verifyProgram(pid, 'node');
   return { name, pid, info, child, logs, stderr };
-}
-
-type Callback = (error: ServiceError | null, response: unknown) => void;
-type Unary = (
-  request: unknown,
-  metadata: Metadata,
-  options: { deadline: number },
-  callback: Callback,
-) => void;
-
-export function aqCall<T>(
-  address: string,
-  service: 'Registry' | 'Membership',
-  method: string,
-  request: unknown,
-  deadlineMs = 10_000,
-): Promise<T> {
-  const Ctor = serviceClient(service);
-  const c = new Ctor(address, credentials.createInsecure()) as unknown as Record<string, Unary> & {
-    close(): void;
-  };
-  return new Promise<T>((resolve, reject) => {
-    (c[method] as Unary).call(
-      c,
-      request,
-      new Metadata(),
-      { deadline: Date.now() + deadlineMs },
-      (error, response) => {
-        c.close();
-        if (error) reject(error);
-        else resolve(response as T);
-      },
-    );
-  });
 }
 
 interface MembersResponse {
@@ -397,3 +339,5 @@ export async function startEtcdCluster(root: string): Promise<EtcdMember[]> {
   }
   return members;
 }
+
+export { aqCall, eventually };

@@ -15,8 +15,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { credentials, Metadata } from '@grpc/grpc-js';
-import { serviceClient } from '../api/proto.ts';
+import { callOnce } from '../api/unary-call.ts';
 
 const MAIN = join(dirname(fileURLToPath(import.meta.url)), 'main.ts');
 /** The CLI's default --anchor: the first anchor takes it when free, so `aq resolve` works with no flags. */
@@ -206,45 +205,13 @@ async function startChild(
   return { name: plan.name, scopes: [plan.scope], child, info };
 }
 
-type Unary = (
-  req: unknown,
-  md: Metadata,
-  opts: { deadline: number },
-  cb: (e: Error | null, r: unknown) => void,
-) => void;
-
-function call<T>(
-  address: string,
-  service: 'Registry' | 'Membership',
-  method: string,
-  request: unknown,
-): Promise<T> {
-  const Ctor = serviceClient(service);
-  const client = new Ctor(address, credentials.createInsecure()) as unknown as Record<string, Unary> & {
-    close(): void;
-  };
-  return new Promise<T>((resolve, reject) => {
-    (client[method] as Unary).call(
-      client,
-      request,
-      new Metadata(),
-      { deadline: Date.now() + 5_000 },
-      (e, r) => {
-        client.close();
-        if (e) reject(e);
-        else resolve(r as T);
-      },
-    );
-  });
-}
-
 async function waitForLeaders(anchors: readonly DevAnchor[], signal: AbortSignal): Promise<void> {
   const until = Date.now() + 60_000;
   for (const a of anchors) {
     for (;;) {
       signal.throwIfAborted();
       try {
-        const m = await call<{ members: { leader: boolean; role: string }[] }>(
+        const m = await callOnce<{ members: { leader: boolean; role: string }[] }>(
           a.info.grpc,
           'Membership',
           'Members',
@@ -265,7 +232,7 @@ async function waitForLeaders(anchors: readonly DevAnchor[], signal: AbortSignal
 async function registerSamples(anchors: readonly DevAnchor[]): Promise<void> {
   for (const s of SAMPLES) {
     const owner = anchors.find((a) => s.name.startsWith(`${a.scopes[0]}/`)) as DevAnchor;
-    await call(owner.info.grpc, 'Registry', 'Register', s);
+    await callOnce(owner.info.grpc, 'Registry', 'Register', s, 5_000);
   }
 }
 
