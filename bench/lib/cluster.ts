@@ -9,6 +9,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { Etcd3 } from 'etcd3';
 import { callOnce as aqCall } from '../../src/api/unary-call.ts';
+import { loopbackAnchorArgs } from '../../src/cli/anchor-args.ts';
 import { eventually } from '../../test/integration/anchor-harness.ts';
 import { commOf, programOf } from './procstat.ts';
 
@@ -132,29 +133,14 @@ async function startAnchor(
   logLevel: string,
   timeoutMs: number,
 ): Promise<Anchor> {
-  const args = [
-    'anchor',
-    'start',
-    '--data-dir',
+  const args = loopbackAnchorArgs({
     dataDir,
-    '--grpc',
-    '127.0.0.1:0',
-    '--peer',
-    '127.0.0.1:0',
-    '--http',
-    '127.0.0.1:0',
-    '--p2p',
-    '/ip4/127.0.0.1/tcp/0',
-    '--region',
-    'bench',
-    '--scope',
-    scope,
-    '--bootstrap-expect',
-    '3',
-    '--log-level',
+    scopes: [scope],
+    bootstrapExpect: 3,
+    bootstrap,
+    region: 'bench',
     logLevel,
-    ...bootstrap.flatMap((b) => ['--bootstrap', b]),
-  ];
+  });
   const child = track(spawn(AQ, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
   const logs: string[] = [];
   const stderr: string[] = [];

@@ -16,6 +16,7 @@ import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { callOnce } from '../api/unary-call.ts';
+import { loopbackAnchorArgs } from './anchor-args.ts';
 
 const MAIN = join(dirname(fileURLToPath(import.meta.url)), 'main.ts');
 /** The CLI's default --anchor: the first anchor takes it when free, so `aq resolve` works with no flags. */
@@ -146,25 +147,13 @@ async function startChild(
 ): Promise<DevAnchor> {
   const args = [
     MAIN,
-    'anchor',
-    'start',
-    '--data-dir',
-    join(root, plan.name),
-    '--grpc',
-    grpc,
-    '--peer',
-    '127.0.0.1:0',
-    '--http',
-    '127.0.0.1:0',
-    '--p2p',
-    '/ip4/127.0.0.1/tcp/0',
-    '--region',
-    'local',
-    '--scope',
-    plan.scope,
-    '--bootstrap-expect',
-    String(plan.expect),
-    ...(bootstrap ? ['--bootstrap', bootstrap] : []),
+    ...loopbackAnchorArgs({
+      dataDir: join(root, plan.name),
+      scopes: [plan.scope],
+      bootstrapExpect: plan.expect,
+      bootstrap: bootstrap ? [bootstrap] : [],
+      grpc,
+    }),
   ];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const log = createWriteStream(join(root, `${plan.name}.log`));

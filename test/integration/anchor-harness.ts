@@ -10,6 +10,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import { serviceClient } from '../../src/api/proto.ts';
+import { loopbackAnchorArgs } from '../../src/cli/anchor-args.ts';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const AQ = join(ROOT, 'bin', 'aq');
@@ -53,29 +54,7 @@ export async function removeDir(dir: string): Promise<void> {
 /** Starts `aq anchor start` and resolves once it has printed its addresses (first log line). */
 /** The arguments of `aq anchor start` for these options (ports 0 everywhere). */
 export function anchorStartArgs(o: StartAnchorOptions): string[] {
-  return [
-    'anchor',
-    'start',
-    '--data-dir',
-    o.dataDir,
-    '--grpc',
-    '127.0.0.1:0',
-    '--peer',
-    '127.0.0.1:0',
-    '--http',
-    '127.0.0.1:0',
-    '--p2p',
-    '/ip4/127.0.0.1/tcp/0',
-    '--region',
-    o.region ?? 'test',
-    '--bootstrap-expect',
-    String(o.bootstrapExpect ?? 1),
-    '--log-level',
-    'info',
-    ...o.scopes.flatMap((s) => ['--scope', s]),
-    ...(o.bootstrap ?? []).flatMap((b) => ['--bootstrap', b]),
-    ...(o.extraArgs ?? []),
-  ];
+  return loopbackAnchorArgs({ region: 'test', ...o });
 }
 
 export async function startAnchorProcess(o: StartAnchorOptions, timeoutMs = 20_000): Promise<AnchorProcess> {
