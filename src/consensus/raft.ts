@@ -341,6 +341,11 @@ export class RaftNode {
     }
   }
 
+  /** The membership in effect (what status().conf reports), without building a status: a hot-path read. */
+  confState(): ConfState {
+    return this.conf;
+  }
+
   status(): Status {
     const progress = new Map<NodeId, ProgressStatus>();
     if (this.role === 'leader') for (const [id, pr] of this.progress) progress.set(id, pr.status());

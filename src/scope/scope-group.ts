@@ -192,7 +192,7 @@ export class ScopeGroup {
   }
 
   conf(): ConfState {
-    return this.node.status().conf;
+    return this.node.confState();
   }
 
   start(): void {

@@ -26,12 +26,13 @@ export interface TtlMonitorComponents {
   readonly proposeHealth: (name: string, id: string, health: Health) => void;
 }
 
-const key = (name: string, id: string): string => `${name}\u0000${id}`;
 const REPROPOSE_MS = 2_000;
 
 export class TtlMonitor {
   readonly #c: TtlMonitorComponents;
-  readonly #tracked = new Map<string, Tracked>();
+  /** By name, then by instance id: an applied change touches only its own name's entries. */
+  readonly #tracked = new Map<string, Map<string, Tracked>>();
+  #size = 0;
   #leading = false;
 
   constructor(components: TtlMonitorComponents) {
@@ -39,20 +40,23 @@ export class TtlMonitor {
   }
 
   get size(): number {
-    return this.#tracked.size;
+    return this.#size;
+  }
+
+  *#all(): Iterable<Tracked> {
+    for (const byId of this.#tracked.values()) yield* byId.values();
   }
 
   /** An applied change of a name: start, update or stop tracking its instances' TTLs. */
   observe(change: NameChange): void {
     const now = this.#c.now();
-    const seen = new Set<string>();
+    const before = this.#tracked.get(change.name);
+    const after = new Map<string, Tracked>();
     for (const instance of change.instances) {
       if (instance.ttlMs <= 0) continue;
-      const k = key(change.name, instance.id);
-      seen.add(k);
-      const t = this.#tracked.get(k);
+      const t = before?.get(instance.id);
       if (t === undefined) {
-        this.#tracked.set(k, newTracked(change.name, instance, now));
+        after.set(instance.id, newTracked(change.name, instance, now));
         continue;
       }
       if (t.health !== instance.health) t.proposed = null;
@@ -60,21 +64,23 @@ export class TtlMonitor {
       if (instance.health !== 'critical' && t.health === 'critical') t.deadline = now + instance.ttlMs;
       t.ttlMs = instance.ttlMs;
       t.health = instance.health;
+      after.set(instance.id, t);
     }
-    for (const [k, t] of this.#tracked) {
-      if (t.name === change.name && !seen.has(k)) this.#tracked.delete(k);
-    }
+    this.#size += after.size - (before?.size ?? 0);
+    if (after.size > 0) this.#tracked.set(change.name, after);
+    else this.#tracked.delete(change.name);
   }
 
   clear(): void {
     this.#tracked.clear();
+    this.#size = 0;
   }
 
   /** This member became leader (true) or stopped leading (false). */
   setLeading(leading: boolean): void {
     if (leading && !this.#leading) {
       const now = this.#c.now();
-      for (const t of this.#tracked.values()) {
+      for (const t of this.#all()) {
         t.deadline = now + t.ttlMs;
         t.proposed = null;
       }
@@ -84,7 +90,7 @@ export class TtlMonitor {
 
   /** A heartbeat reached the leader: 'unknown' when the instance has no TTL check here. */
   heartbeat(name: string, id: string): Health | 'unknown' {
-    const t = this.#tracked.get(key(name, id));
+    const t = this.#tracked.get(name)?.get(id);
     if (t === undefined) return 'unknown';
     const now = this.#c.now();
     t.deadline = now + t.ttlMs;
@@ -99,7 +105,7 @@ export class TtlMonitor {
     if (!this.#leading) return 0;
     const now = this.#c.now();
     let proposed = 0;
-    for (const t of this.#tracked.values()) {
+    for (const t of this.#all()) {
       if (t.health === 'critical' || now < t.deadline || !this.#mayPropose(t, 'critical', now)) continue;
       this.#c.proposeHealth(t.name, t.id, 'critical');
       proposed++;
