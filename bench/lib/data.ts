@@ -5,21 +5,15 @@
 // real change on both systems (an identical re-registration could be cheaper than a change).
 
 import { serviceClient } from '../../src/api/proto.ts';
+import type { WireInstance } from '../../src/api/registry-service.ts';
 
 export const SCOPE = 'bench';
 export const INSTANCE_BYTES = 300;
 /** `rev` is a fixed-width decimal so that the encoded size does not move with it. */
 const REV_WIDTH = 12;
 
-export interface BenchInstance {
-  id: string;
-  address: string;
-  port: number;
-  tags: string[];
-  meta: Record<string, string>;
-  health: string;
-  ttlMs: number;
-}
+/** An instance as the Registry service takes it on the wire. */
+export type BenchInstance = WireInstance;
 
 export function nameOf(k: number): string {
   return `${SCOPE}/svc-${k}`;

@@ -4,19 +4,7 @@ import { join } from 'node:path';
 import { expect } from 'chai';
 import { DEFAULT_ANCHOR_CONFIG } from '../../src/anchor/config.ts';
 import { buildAnchorConfig, type ConfigFile, readConfigFile } from '../../src/cli/anchor-config.ts';
-import { CliError, EXIT } from '../../src/cli/errors.ts';
-
-function usage(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (error) {
-    expect(error).to.be.instanceOf(CliError);
-    expect((error as CliError).exitCode).to.equal(EXIT.usage);
-    expect((error as CliError).message).to.not.include('\n');
-    return (error as CliError).message;
-  }
-  expect.fail('expected a usage error');
-}
+import { usage } from '../support/cli.ts';
 
 const file = (content: unknown): ConfigFile => ({ path: '/etc/aq/anchor.json', content });
 

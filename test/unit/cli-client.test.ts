@@ -21,30 +21,17 @@ import {
   followWatch,
   remoteError,
 } from '../../src/cli/client.ts';
-import { type Io, watch } from '../../src/cli/commands.ts';
+import { watch } from '../../src/cli/commands.ts';
 import { CliError, EXIT } from '../../src/cli/errors.ts';
 import { run } from '../../src/cli/program.ts';
 import type { Target } from '../../src/cli/requests.ts';
+import { capture } from '../support/cli.ts';
 
 function serviceError(code: number, details: string, metadata = new Metadata()): ServiceError {
   return Object.assign(new Error(`${code} ${status[code]}: ${details}`), { code, details, metadata });
 }
 
 const TARGET: Target = { address: '127.0.0.1:7400', from: 'default', timeoutMs: 10_000 };
-
-function captureIo(): Io & { stdout: string; stderr: string } {
-  const io = {
-    stdout: '',
-    stderr: '',
-    out(text: string) {
-      io.stdout += text;
-    },
-    err(text: string) {
-      io.stderr += text;
-    },
-  };
-  return io;
-}
 
 describe('cli: gRPC status → exit code (DESIGN.md §5)', () => {
   it('maps INVALID_ARGUMENT to 2, PERMISSION_DENIED to 3, the DEFER statuses to 4, the rest to 1', () => {
@@ -275,7 +262,7 @@ describe('cli: client commands against a fake anchor', function () {
         };
       },
     });
-    const io = captureIo();
+    const io = capture();
     const code = await run(
       [
         'register',
@@ -323,7 +310,7 @@ describe('cli: client commands against a fake anchor', function () {
         receipt: { scope: 'eu', index: 7, anchor: 'a', signature: Buffer.from('sig') },
       }),
     });
-    const io = captureIo();
+    const io = capture();
     const args = ['register', 'eu/x', '--id', 'i', '--address', 'h.local', '--port', '1', '--json'];
     expect(await run([...args, '--anchor', anchor.address], io)).to.equal(0);
     const lines = io.stdout.trimEnd().split('\n');
@@ -338,7 +325,7 @@ describe('cli: client commands against a fake anchor', function () {
       Register: () => fail(status.PERMISSION_DENIED, 'eu/x is outside your credential'),
       Deregister: () => fail(status.INVALID_ARGUMENT, 'the anchor says no'),
     });
-    const io = captureIo();
+    const io = capture();
     const code = await run(
       ['register', 'eu/x', '--id', 'i', '--address', '10.0.0.1', '--port', '1', '--anchor', anchor.address],
       io,
@@ -347,7 +334,7 @@ describe('cli: client commands against a fake anchor', function () {
     expect(io.stderr).to.equal('aq: register: refused: eu/x is outside your credential\n');
     expect(anchor.calls.Register).to.have.length(1);
 
-    const io2 = captureIo();
+    const io2 = capture();
     expect(await run(['deregister', 'eu/x', '--id', 'i', '--anchor', anchor.address], io2)).to.equal(
       EXIT.usage,
     );
@@ -373,7 +360,7 @@ describe('cli: client commands against a fake anchor', function () {
         };
       },
     });
-    const io = captureIo();
+    const io = capture();
     expect(await run(['resolve', 'eu/payments', '--anchor', anchor.address], io)).to.equal(0);
     expect(io.stdout).to.equal(
       [
@@ -384,7 +371,7 @@ describe('cli: client commands against a fake anchor', function () {
         '',
       ].join('\n'),
     );
-    const empty = captureIo();
+    const empty = capture();
     expect(
       await run(['resolve', 'eu/empty', '--stale', '--passing', '--anchor', anchor.address], empty),
     ).to.equal(0);
@@ -402,11 +389,11 @@ describe('cli: client commands against a fake anchor', function () {
         return { names: page.map((name) => ({ name, scope: 'eu', instances: [INSTANCE], index: 1 })), next };
       },
     });
-    const io = captureIo();
+    const io = capture();
     expect(await run(['list', 'eu', '--limit', '3', '--anchor', anchor.address], io)).to.equal(0);
     expect(io.stdout.split('\n').filter((l) => l.startsWith('eu/'))).to.have.length(3);
     expect(io.stdout).to.include('more names follow');
-    const everything = captureIo();
+    const everything = capture();
     expect(await run(['list', '--json', '--anchor', anchor.address], everything)).to.equal(0);
     expect(JSON.parse(everything.stdout).names.map((n: { name: string }) => n.name)).to.deep.equal(all);
   });
@@ -425,7 +412,7 @@ describe('cli: client commands against a fake anchor', function () {
       }),
       Remove: () => ({ index: 11 }),
     });
-    const io = captureIo();
+    const io = capture();
     expect(await run(['members', 'eu', '--anchor', anchor.address], io)).to.equal(0);
     expect(io.stdout).to.equal(
       [
@@ -436,7 +423,7 @@ describe('cli: client commands against a fake anchor', function () {
         '',
       ].join('\n'),
     );
-    const removed = captureIo();
+    const removed = capture();
     expect(
       await run(['members', 'remove', 'eu', '12D3KooWbbb', '--anchor', anchor.address], removed),
     ).to.equal(0);
@@ -457,7 +444,7 @@ describe('cli: client commands against a fake anchor', function () {
         setTimeout(() => controller.abort(), 20);
       }
     });
-    const io = captureIo();
+    const io = capture();
     const code = await watch(
       'eu/x',
       { anchor: anchor.address, timeout: '10s' },
@@ -511,7 +498,7 @@ describe('cli: client commands against a fake anchor', function () {
     anchor = { address: '', calls: {}, stop: async () => {} };
     try {
       const { port } = silent.address() as AddressInfo;
-      const io = captureIo();
+      const io = capture();
       const started = Date.now();
       const error = await watch(
         'eu/x',
@@ -534,7 +521,7 @@ describe('cli: client commands against a fake anchor', function () {
     anchor = await fakeAnchor({}, (_request, call) => {
       call.emit('error', { code: status.INVALID_ARGUMENT, details: 'name too long' });
     });
-    const io = captureIo();
+    const io = capture();
     const error = await watch(
       'eu/x',
       { anchor: anchor.address, timeout: '10s' },

@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import { CliError, EXIT, formatError, usageError } from '../../src/cli/errors.ts';
 import { formatResolve, formatWatchEvent, jsonLine, printable, renderTable } from '../../src/cli/output.ts';
 import { run } from '../../src/cli/program.ts';
+import { capture } from '../support/cli.ts';
 
 describe('cli: output', () => {
   it('renders tables with padded columns and no trailing spaces', () => {
@@ -71,20 +72,6 @@ describe('cli: errors on stderr', () => {
 });
 
 describe('cli: commander wiring (in-process)', () => {
-  const capture = () => {
-    const io = {
-      stdout: '',
-      stderr: '',
-      out(text: string) {
-        io.stdout += text;
-      },
-      err(text: string) {
-        io.stderr += text;
-      },
-    };
-    return io;
-  };
-
   it('exits 0 for --help, <cmd> --help, help <cmd> and --version, printing to stdout', async () => {
     for (const argv of [
       ['--help'],

@@ -1,5 +1,4 @@
 import { expect } from 'chai';
-import { CliError, EXIT } from '../../src/cli/errors.ts';
 import {
   parseDuration,
   parseHostPort,
@@ -8,19 +7,9 @@ import {
   parseKeyValues,
   parsePort,
 } from '../../src/cli/parse.ts';
+import { usage } from '../support/cli.ts';
 
 /** Runs `fn`, expects a usage error (exit 2), returns its message. */
-function usage(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (error) {
-    expect(error).to.be.instanceOf(CliError);
-    expect((error as CliError).exitCode).to.equal(EXIT.usage);
-    expect((error as CliError).message).to.not.include('\n');
-    return (error as CliError).message;
-  }
-  expect.fail('expected a usage error');
-}
 
 describe('cli: durations (Go syntax, units ms s m h)', () => {
   it('reads single and composite durations into milliseconds', () => {

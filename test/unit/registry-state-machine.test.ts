@@ -4,47 +4,16 @@ import {
   type ApplyResult,
   type Command,
   decodeCommand,
-  encodeCommand,
-  type Health,
   type Instance,
   isUnder,
   MemoryRegistryStore,
   type RegistryChange,
   RegistryStateMachine,
   type ResolveAnswer,
-  type Session,
   SnapshotDecodeError,
   validateCommand,
 } from '../../src/registry/index.ts';
-
-const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
-const NOOP = new Uint8Array(0);
-
-function inst(id: string, patch: Partial<Instance> = {}): Instance {
-  return { id, address: '10.0.0.1', port: 80, tags: [], meta: {}, health: 'passing', ttlMs: 0, ...patch };
-}
-
-function reg(name: string, instance: Instance, session?: Session): Uint8Array {
-  return encodeCommand(
-    session === undefined
-      ? { type: 'register', name, instance }
-      : { type: 'register', name, instance, session },
-  );
-}
-
-function dereg(name: string, id: string, session?: Session): Uint8Array {
-  return encodeCommand(
-    session === undefined ? { type: 'deregister', name, id } : { type: 'deregister', name, id, session },
-  );
-}
-
-function health(name: string, id: string, h: Health, session?: Session): Uint8Array {
-  return encodeCommand(
-    session === undefined
-      ? { type: 'set-health', name, id, health: h }
-      : { type: 'set-health', name, id, health: h, session },
-  );
-}
+import { dereg, health, hex, inst, NOOP, reg } from '../support/registry-fixtures.ts';
 
 const ids = (sm: RegistryStateMachine, name: string): string[] => sm.resolve(name).instances.map((i) => i.id);
 const namesOf = (answers: ResolveAnswer[]): string[] => answers.map((a) => a.name);
