@@ -48,7 +48,9 @@ export class RaftLog {
     }
     log.stable = log.lastIndex();
     log.unstableFrom = log.stable + 1;
-    log.committed = Math.min(Math.max(commit, log.offsetIndex), log.lastIndex());
+    // Whatever the state machine applied was committed, even if the stored commit index is older (it is
+    // written without fsync, and the state machine may be stored elsewhere).
+    log.committed = Math.min(Math.max(commit, applied, log.offsetIndex), log.lastIndex());
     log.applied = Math.min(Math.max(applied, log.offsetIndex), log.committed);
     log.applying = log.applied;
     return log;

@@ -143,13 +143,6 @@ export class ScopeHost implements ConsensusReceiver {
     if (persisted.snapshot !== null && persisted.snapshot.meta.index > registry.machine.appliedIndex) {
       registry.restore(persisted.snapshot.data);
     }
-    // The commit index is written without fsync (it is volatile in Raft), the registry's applied index in
-    // another database: after a crash the stored commit may be behind what was applied. Entries are applied
-    // only once committed, so the applied index is a commit index too.
-    const applied = registry.machine.appliedIndex;
-    if (applied > persisted.hardState.commit) {
-      persisted = { ...persisted, hardState: { ...persisted.hardState, commit: applied } };
-    }
     const node = new RaftNode(
       {
         id: this.#c.self,

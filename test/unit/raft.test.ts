@@ -191,6 +191,18 @@ describe('Raft core', () => {
     ]);
   });
 
+  it('restarts with a commit index no lower than what its state machine applied (the stored commit may lag)', () => {
+    const state = bootstrapState(['1', '2', '3']);
+    const lagging = { ...state, hardState: { ...state.hardState, commit: 1 } };
+    const n = new RaftNode(
+      { id: '1', electionTick: 10, heartbeatTick: 1, random: () => 0, applied: 3 },
+      lagging,
+    );
+    expect(n.status().commit).to.equal(3);
+    expect(n.status().applied).to.equal(3);
+    expect(n.hasReady() ? n.ready().committedEntries : []).to.deep.equal([]);
+  });
+
   it('a joining node with an empty log has no voters and never campaigns on its own', () => {
     const n = new RaftNode({ id: '4', electionTick: 10, heartbeatTick: 1, random: () => 0 }, emptyState());
     for (let i = 0; i < 100; i++) n.tick();
