@@ -373,10 +373,20 @@ export function registryHandlers(c: RegistryServiceComponents) {
         const prefix = req.prefix === true;
         const name = String(req.name ?? '');
         if (!(prefix && name === '')) checkName(name);
-        owner = prefix && name === '' ? (host.scopes()[0] ?? ownerOf('')) : ownerOf(name);
+        if (prefix && name === '') {
+          // Everything: one watch follows one scope's history, so this needs an anchor of one scope.
+          const served = host.scopes();
+          if (served.length !== 1) {
+            throw new ApiError(
+              status.INVALID_ARGUMENT,
+              `an empty prefix watches every name, but this anchor serves ${served.length} scopes (${served.map((x) => x.name).join(', ')}): watch one scope's prefix`,
+            );
+          }
+          owner = served[0] as HostedScope;
+        } else owner = ownerOf(name);
         filter = { name, prefix };
       } catch (error) {
-        call.destroy(toServiceError(error, c.logger, 'Watch') as unknown as Error);
+        call.emit('error', toServiceError(error, c.logger, 'Watch'));
         return;
       }
       let ended = false;

@@ -161,6 +161,62 @@ describe('anchor API (one real process)', function () {
     }
   });
 
+  it('watches every name of its one scope with an empty prefix', async () => {
+    const w = watch(anchor.info.grpc, { name: '', prefix: true, afterIndex: 0 });
+    await eventually('the synced marker', async () =>
+      w.events.some((e) => e.kind === 'KIND_SYNCED') ? true : undefined,
+    );
+    w.stop();
+    const names = w.events.filter((e) => e.kind === 'KIND_STATE').map((e) => e.name);
+    expect(names).to.include.members(['dev/payments', 'dev/shop/cart', 'dev/shopping']);
+  });
+
+  it('ends a watch of an invalid name at once with INVALID_ARGUMENT', async () => {
+    const Ctor = serviceClient('Registry');
+    const c = new Ctor(anchor.info.grpc, credentials.createInsecure()) as unknown as {
+      Watch(req: unknown): NodeJS.EventEmitter;
+      close(): void;
+    };
+    const error = await new Promise<{ code: number; details: string }>((resolve) => {
+      c.Watch({ name: 'dev/Bad' })
+        .on('error', resolve)
+        .on('data', () => {});
+    });
+    c.close();
+    expect(error.code).to.equal(3);
+    expect(error.details).to.include('uppercase');
+  });
+
+  it('refuses an empty-prefix watch on an anchor that serves several scopes, naming them', async () => {
+    const dir2 = await tempDir('api2');
+    try {
+      const two = await startAnchorProcess({ dataDir: dir2, scopes: ['alpha', 'beta'] });
+      const m = client(two.info.grpc, 'Membership');
+      for (const scope of ['alpha', 'beta']) {
+        await eventually(`scope ${scope} to be served`, async () => {
+          const r = await m.call<{ members: { leader: boolean }[] }>('Members', { scope });
+          return r.members.some((x) => x.leader) ? true : undefined;
+        });
+      }
+      m.close();
+      const Ctor = serviceClient('Registry');
+      const c = new Ctor(two.info.grpc, credentials.createInsecure()) as unknown as {
+        Watch(req: unknown): NodeJS.EventEmitter;
+        close(): void;
+      };
+      const error = await new Promise<{ code: number; details: string }>((resolve) => {
+        c.Watch({ name: '', prefix: true })
+          .on('error', resolve)
+          .on('data', () => {});
+      });
+      c.close();
+      expect(error.code).to.equal(3); // INVALID_ARGUMENT
+      expect(error.details, error.details).to.include('serves 2 scopes (alpha, beta)');
+    } finally {
+      await removeDir(dir2);
+    }
+  });
+
   it('takes heartbeats without a log write, and answers stale reads locally', async () => {
     const name = 'dev/beat';
     const c = client(anchor.info.grpc, 'Registry');
