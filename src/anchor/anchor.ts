@@ -18,15 +18,18 @@ import { LIMITS, registryHandlers } from '../api/registry-service.ts';
 import { loadOrCreateSeed } from '../identity/key-file.ts';
 import { NodeSigner } from '../identity/signer.ts';
 import { Mesh } from '../mesh/index.ts';
-import { RegistryStateMachine } from '../registry/index.ts';
-import type { RegistryHost } from '../scope/scope-group.ts';
 import { ScopeHost, storageScopeId } from '../scope/scope-host.ts';
-import type { NameChange } from '../scope/watch-hub.ts';
+import { fileSnapshotData, RocksRegistryHost, SnapshotDirectory } from '../storage/registry-snapshots.ts';
 import { RocksRegistryStore } from '../storage/rocks-registry-store.ts';
 import { RocksRaftStore } from '../storage/rocksdb-raft-storage.ts';
 import { ThreadedRaftStore } from '../storage/threaded-raft-store.ts';
 import { peerServerCredentials, peerTlsIdentity } from '../transport/peer-credentials.ts';
-import { type ConsensusRefusals, consensusHandlers, PeerTransport } from '../transport/peer-transport.ts';
+import {
+  type ConsensusRefusals,
+  consensusHandlers,
+  PeerTransport,
+  type SnapshotFiles,
+} from '../transport/peer-transport.ts';
 import type { AnchorConfig } from './config.ts';
 import { formationStep } from './formation.ts';
 
@@ -127,6 +130,21 @@ async function start(
   const refusals: ConsensusRefusals = { unauthenticated: 0, notMember: 0, spoofed: 0, malformed: 0 };
 
   // ---- scope groups, transport, mesh ----
+  // Snapshots travel as files (registry-snapshots.ts): dumps for followers, and received ones until installed.
+  const snapshotFiles = new SnapshotDirectory(join(config.dataDir, 'snapshots'));
+  await snapshotFiles.init();
+  const registries = new Map<string, RocksRegistryHost>();
+  const snapshots: SnapshotFiles = {
+    outgoing: (scope, snapshot) => {
+      const registry = registries.get(scope);
+      if (registry === undefined) return Promise.reject(new Error(`scope ${scope} is not served here`));
+      return registry.outgoing(snapshot.meta.index);
+    },
+    incoming: (scope) => {
+      const file = snapshotFiles.fileName(storageScopeId(scope), 'in');
+      return { path: snapshotFiles.path(file), data: fileSnapshotData(file) };
+    },
+  };
   let mesh: Mesh | null = null;
   const transport = new PeerTransport({
     identity,
@@ -135,24 +153,32 @@ async function start(
     logger: logger.child({ module: 'transport' }),
     onUnreachable: (scope, peer) => host.get(scope)?.group.reportUnreachable(peer),
     onSnapshotSent: (scope, peer, ok) => host.get(scope)?.group.reportSnapshot(peer, ok),
+    snapshots,
   });
   stack.push(() => transport.close());
-  const host: ScopeHost = new ScopeHost({
-    self,
-    transport,
-    logger: logger.child({ module: 'scope' }),
-    storageFor: (scope) => raftStore.forScope(storageScopeId(scope)),
-    registryFor: async (scope, onChange) =>
-      rocksRegistry(
-        // The registry database is opened as a RocksRaftStore only to share its open/close code; it
-        // holds no Raft keys.
-        RocksRegistryStore.forScope(registryDb, storageScopeId(scope), {
-          cacheSize: Math.floor(cacheBytes / 2 / 1024),
-        }),
-        onChange,
-      ),
-    onPersist: (seconds) => fsync.observe(seconds),
-  });
+  const host: ScopeHost = new ScopeHost(
+    {
+      self,
+      transport,
+      logger: logger.child({ module: 'scope' }),
+      storageFor: (scope) => raftStore.forScope(storageScopeId(scope)),
+      registryFor: async (scope, onChange) => {
+        const registry = await RocksRegistryHost.open(
+          // The registry database is opened as a RocksRaftStore only to share its open/close code; it
+          // holds no Raft keys.
+          RocksRegistryStore.forScope(registryDb, storageScopeId(scope), {
+            cacheSize: Math.floor(cacheBytes / 2 / 1024),
+          }),
+          onChange,
+          snapshotFiles,
+        );
+        registries.set(scope, registry);
+        return registry;
+      },
+      onPersist: (seconds) => fsync.observe(seconds),
+    },
+    { group: { snapshotEvery: config.snapshotCount } },
+  );
   stack.push(() => host.stop());
   registerScopeMetrics(metrics, host, refusals);
 
@@ -188,7 +214,7 @@ async function start(
   const peerServer = new Server({ 'grpc.max_receive_message_length': 64 << 20 });
   peerServer.addService(
     (v1.Consensus as { service: ServiceDefinition }).service,
-    consensusHandlers(host, logger.child({ module: 'consensus' }), refusals),
+    consensusHandlers(host, logger.child({ module: 'consensus' }), refusals, snapshots),
   );
   new ReflectionService(descriptors, { services: ['aq.v1.Consensus'] }).addToServer(peerServer);
   const peerPort = await bind(peerServer, config.peer, peerServerCredentials(identity), 'peer');
@@ -325,25 +351,6 @@ async function enterScope(
     }
     await new Promise((r) => setTimeout(r, 250));
   }
-}
-
-/**
- * The registry state of a scope in the anchor's registry database (bounded memory: a cache of name
- * records). A commit is one unsynced batch with the applied index; the Raft log is the durable record.
- */
-function rocksRegistry(store: RocksRegistryStore, onChange: (change: NameChange) => void): RegistryHost {
-  let machine = new RegistryStateMachine({ store, onChange });
-  return {
-    get machine() {
-      return machine;
-    },
-    restore(data) {
-      machine = RegistryStateMachine.restore(data, { store, onChange });
-    },
-    commit() {
-      store.commit();
-    },
-  };
 }
 
 function registerScopeMetrics(metrics: Registry, host: ScopeHost, refusals: ConsensusRefusals): void {

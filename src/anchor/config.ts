@@ -24,6 +24,11 @@ export interface AnchorConfig {
   readonly logLevel: string;
   /** Memory for caches, in MiB: half for RocksDB's block cache, half for decoded name records. */
   readonly cacheMb: number;
+  /**
+   * Applied entries between compactions of a scope's Raft log (etcd's --snapshot-count). A compaction is
+   * a synced registry commit; a follower that falls behind the compacted log is sent the registry.
+   */
+  readonly snapshotCount: number;
 }
 
 export const DEFAULT_ANCHOR_CONFIG: Omit<AnchorConfig, 'dataDir'> = {
@@ -37,4 +42,5 @@ export const DEFAULT_ANCHOR_CONFIG: Omit<AnchorConfig, 'dataDir'> = {
   bootstrapExpect: 1,
   logLevel: 'info',
   cacheMb: 64,
+  snapshotCount: 50_000,
 };

@@ -26,6 +26,7 @@ export interface AnchorFlags {
   readonly bootstrapExpect?: string | undefined;
   readonly logLevel?: string | undefined;
   readonly cacheMb?: string | undefined;
+  readonly snapshotCount?: string | undefined;
 }
 
 /** A parsed --config file: its path (for messages) and its JSON content. */
@@ -58,6 +59,7 @@ const FILE_KEYS = {
   'bootstrap-expect': 'integer',
   'log-level': 'string',
   'cache-mb': 'integer',
+  'snapshot-count': 'integer',
 } as const;
 
 type FileKey = keyof typeof FILE_KEYS;
@@ -153,6 +155,12 @@ export function buildAnchorConfig(flags: AnchorFlags, file?: ConfigFile): BuiltA
       ? DEFAULT_ANCHOR_CONFIG.cacheMb
       : parseInteger(cacheFlag.value, cacheFlag.what, 1, 1_048_576);
 
+  const snapshotFlag = pick('snapshot-count', flags.snapshotCount);
+  const snapshotCount =
+    snapshotFlag === undefined
+      ? DEFAULT_ANCHOR_CONFIG.snapshotCount
+      : parseInteger(snapshotFlag.value, snapshotFlag.what, 1, 100_000_000);
+
   const levelFlag = pick('log-level', flags.logLevel);
   const logLevel = levelFlag === undefined ? DEFAULT_ANCHOR_CONFIG.logLevel : levelFlag.value;
   if (levelFlag !== undefined && !(LOG_LEVELS as readonly string[]).includes(logLevel)) {
@@ -171,6 +179,7 @@ export function buildAnchorConfig(flags: AnchorFlags, file?: ConfigFile): BuiltA
     bootstrapExpect,
     logLevel,
     cacheMb,
+    snapshotCount,
   };
   return { config, dns, warnings };
 }

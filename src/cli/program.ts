@@ -127,6 +127,10 @@ AQ_DEBUG=1 (stack traces of internal errors).`,
       '--cache-mb <MB>',
       `memory for caches in MiB: RocksDB's block cache and decoded name records (default: ${d.cacheMb})`,
     )
+    .option(
+      '--snapshot-count <N>',
+      `applied entries between compactions of a scope's Raft log (default: ${d.snapshotCount})`,
+    )
     .action(
       lazy(async (flags: AnchorFlags) => {
         const { anchorStart } = await import('./anchor-start.ts');

@@ -23,6 +23,7 @@ import {
   type RaftNode,
   type RaftStorage,
   type Ready,
+  type Snapshot,
   type Status,
 } from '../consensus/index.ts';
 import {
@@ -38,14 +39,23 @@ export interface ScopeTransport {
   send(scope: string, messages: readonly Message[]): void;
 }
 
-/** Where the scope's registry state lives (in memory, or RocksDB) and how it is replaced and committed. */
+/**
+ * Where the scope's registry state lives and how it is snapshotted, replaced and committed. The anchor's
+ * is src/storage/registry-snapshots.ts (RocksDB; snapshots are markers and streamed files).
+ */
 export interface RegistryHost {
-  /** The current state machine; restore() replaces it. */
+  /** The current state machine; restore() may replace it. */
   readonly machine: RegistryStateMachine;
-  /** Replaces the whole state with a snapshot's. */
-  restore(data: Uint8Array): void;
+  /**
+   * Brings the state to the snapshot's index or later (a snapshot from the leader, or the log's own
+   * snapshot on restart). May hold a later state than the snapshot's: the entries it already reflects are
+   * skipped on apply.
+   */
+  restore(snapshot: Snapshot): void | Promise<void>;
   /** Makes the changes applied since the last commit part of the stored state, with the applied index. */
   commit(): void | Promise<void>;
+  /** The snapshot data to compact the log with at the applied index (called after commit). */
+  compactionData(): Uint8Array | Promise<Uint8Array>;
 }
 
 export interface ScopeGroupOptions {
@@ -53,8 +63,8 @@ export interface ScopeGroupOptions {
   readonly tickMs?: number;
   /**
    * Compact the log once this many entries are applied after the last snapshot. Default 50,000 (etcd:
-   * 100,000): each compaction serializes the whole registry, so it should be rare; the entries kept in
-   * memory until then are a few tens of MB at most.
+   * 100,000): the entries kept in memory until then are a few tens of MB at most. A compaction costs a
+   * synced registry commit (the snapshot's data is a marker: the store holds the state).
    */
   readonly snapshotEvery?: number;
   /** Re-propose a write not yet applied after this long (a forwarded proposal may be lost). Default 1 s. */
@@ -488,7 +498,7 @@ export class ScopeGroup {
     }
     if (rd.messagesAfterPersist.length > 0) this.#transport.send(this.scope, rd.messagesAfterPersist);
     if (rd.snapshot !== null) {
-      this.#registry.restore(rd.snapshot.data);
+      await this.#registry.restore(rd.snapshot);
       this.#lastSnapshotIndex = rd.snapshot.meta.index;
       this.#components.onRestored?.(this);
     }
@@ -555,7 +565,7 @@ export class ScopeGroup {
     const applied = this.appliedIndex;
     if (applied - this.#lastSnapshotIndex < this.#opts.snapshotEvery) return;
     await this.#commitRegistry(); // the state at `applied` is stored before the log before it is dropped
-    const snapshot = this.node.compact(applied, this.#registry.machine.snapshot());
+    const snapshot = this.node.compact(applied, await this.#registry.compactionData());
     if (snapshot === null) return;
     await this.#storage.compact(snapshot);
     this.#lastSnapshotIndex = applied;

@@ -141,7 +141,7 @@ export class ScopeHost implements ConsensusReceiver {
     };
     const registry = await this.#c.registryFor(scope, onChange);
     if (persisted.snapshot !== null && persisted.snapshot.meta.index > registry.machine.appliedIndex) {
-      registry.restore(persisted.snapshot.data);
+      await registry.restore(persisted.snapshot);
     }
     const node = new RaftNode(
       {

@@ -31,6 +31,8 @@ declare module '@nxtedition/rocksdb' {
     put(key: string, value: Buffer): Promise<void>;
     getMany(keys: string[]): Promise<(Buffer | undefined)[]>;
     iterator(options?: RocksIteratorOptions): RocksIterator;
+    /** Without a limit: one RocksDB DeleteRange over the range (not synced). */
+    clear(options: { gte?: string; gt?: string; lt?: string; lte?: string }): Promise<void>;
   }
 
   const rocksdb: { RocksLevel: typeof RocksLevel };

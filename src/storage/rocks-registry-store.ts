@@ -8,6 +8,7 @@
  *                               and the session clock
  *   r/<scope>/n/<name>          one name's record: its modify index and its instances, sorted by id
  *   r/<scope>/sess/<client>     one client session: its recency stamp, last seq and cached result
+ *   i/<scope>                   present only while install() replaces the scope's state (a redo marker)
  * Names are ASCII, so the byte order of the keys is the name order the state machine lists in; a scope's
  * names are the range [r/<scope>/n/, r/<scope>/n0) and its whole registry [r/<scope>/, r/<scope>0).
  *
@@ -102,6 +103,8 @@ const TRAILER = 4;
 /** Rows per range read (scans, loading sessions, clearing the scope). */
 const PAGE = 1000;
 const DEFAULT_CACHE_SIZE = 10_000;
+/** Bytes per batch when installing another member's state (bounded memory, short event-loop stalls). */
+const INSTALL_BATCH_BYTES = 4 << 20;
 
 class ValueError extends Error {}
 
@@ -196,17 +199,9 @@ export class RocksRegistryStore implements RegistryStore {
   #load(): void {
     const [meta] = this.#read([this.#metaKey]);
     if (meta !== undefined) {
-      const r = this.#reader(this.#metaKey, meta, TAG_META);
-      this.#decode(this.#metaKey, () => {
-        this.#scalars = Object.freeze({
-          appliedIndex: r.varint('applied index'),
-          lastRemovalIndex: r.varint('last removal index'),
-          instanceCount: r.varint('instance count'),
-          nameCount: r.varint('name count'),
-        });
-        this.#clock = r.varint('session clock');
-        r.end('the meta');
-      });
+      const { scalars, clock } = this.#decodeMeta(meta);
+      this.#scalars = scalars;
+      this.#clock = clock;
     }
     const slots: [string, SessionSlot][] = [];
     for (const [key, value] of this.#range(this.#sessionPrefix, this.#sessionEnd)) {
@@ -403,6 +398,95 @@ export class RocksRegistryStore implements RegistryStore {
     this.#dirtySessions.clear();
   }
 
+  // ---- whole-state transfer (snapshots to and from other members; registry-snapshots.ts) ----
+
+  /**
+   * Hands over every stored row of the scope (meta, names, sessions) as (key suffix, value), from one
+   * consistent point: a RocksDB iterator reads an implicit snapshot taken when it is created, so commits
+   * made meanwhile are not seen. The overlay (uncommitted changes) is not included: the rows are the
+   * state after the returned applied index. Yields to the event loop between pages.
+   */
+  async dump(
+    row: (suffix: string, value: Buffer) => void | Promise<void>,
+    signal?: AbortSignal,
+  ): Promise<RegistryScalars> {
+    this.#checkOpen();
+    const it = (this.#db as unknown as RocksLevel).iterator({ gte: this.#scopePrefix, lt: this.#scopeEnd });
+    let scalars: RegistryScalars | undefined;
+    try {
+      for (;;) {
+        signal?.throwIfAborted();
+        const rows = await it.nextv(PAGE);
+        if (rows.length === 0) break;
+        for (const [key, value] of rows) {
+          if (key === this.#metaKey) scalars = this.#decodeMeta(value).scalars;
+          await row(key.slice(this.#scopePrefix.length), value);
+        }
+      }
+    } finally {
+      await it.close();
+    }
+    return scalars ?? ZERO_SCALARS;
+  }
+
+  /**
+   * Replaces the scope's stored state with `rows` (from another member's dump()), without holding it in
+   * memory: a redo marker (`i/<scope>` = `redo`, written synced first) records that an install is under
+   * way, the scope's keys are deleted by range, the rows are written in batches, and the last batch
+   * removes the marker, synced. A crash in between leaves the marker: the caller must install again
+   * (from the same source) before using the store — see pendingInstall(). Every value is checked (CRC,
+   * version) before it is written. Pending changes are dropped.
+   */
+  async install(rows: AsyncIterable<readonly [string, Buffer]>, redo: string): Promise<RegistryScalars> {
+    const marker = `i/${this.scope}`;
+    this.#write((b) => b._put(marker, Buffer.from(redo)), true);
+    this.#checkOpen();
+    await (this.#db as unknown as RocksLevel).clear({ gte: this.#scopePrefix, lt: this.#scopeEnd });
+    let batch: [string, Buffer][] = [];
+    let bytes = 0;
+    let sawMeta = false;
+    const flush = (): void => {
+      const rowsNow = batch;
+      batch = [];
+      bytes = 0;
+      this.#write((b) => {
+        for (const [k, v] of rowsNow) b._put(k, v);
+      }, false);
+    };
+    for await (const [suffix, value] of rows) {
+      const key = this.#scopePrefix + suffix;
+      if (!(suffix === 'meta' || suffix.startsWith('n/') || suffix.startsWith('sess/'))) {
+        throw new StorageCorruptionError(this.scope, key, 'not a registry key');
+      }
+      this.#reader(key, value, value[1] ?? -1); // CRC and version; the tag is checked when the row is read
+      if (suffix === 'meta') sawMeta = true;
+      batch.push([key, value]);
+      bytes += key.length + value.length;
+      if (bytes >= INSTALL_BATCH_BYTES) flush();
+    }
+    if (!sawMeta) throw new StorageCorruptionError(this.scope, this.#metaKey, 'the state has no meta row');
+    const last = batch;
+    this.#write((b) => {
+      for (const [k, v] of last) b._put(k, v);
+      b._del(marker);
+    }, true);
+    this.#overlay.clear();
+    this.#overlaySorted = [];
+    this.#cache.clear();
+    this.#dirtySessions.clear();
+    this.#metaDirty = false;
+    this.#scalars = ZERO_SCALARS;
+    this.#clock = 0;
+    this.#load();
+    return this.#scalars;
+  }
+
+  /** The redo marker of an install that did not finish (a crash), if any: install again from it. */
+  pendingInstall(): string | undefined {
+    const [value] = this.#read([`i/${this.scope}`]);
+    return value?.toString();
+  }
+
   // ---- RocksDB access ----
 
   #checkOpen(): void {
@@ -558,6 +642,21 @@ export class RocksRegistryStore implements RegistryStore {
       }
       r.end('the name record');
       return { instances: Object.freeze(instances), modifyIndex };
+    });
+  }
+
+  #decodeMeta(value: Buffer): { scalars: RegistryScalars; clock: number } {
+    const r = this.#reader(this.#metaKey, value, TAG_META);
+    return this.#decode(this.#metaKey, () => {
+      const scalars = Object.freeze({
+        appliedIndex: r.varint('applied index'),
+        lastRemovalIndex: r.varint('last removal index'),
+        instanceCount: r.varint('instance count'),
+        nameCount: r.varint('name count'),
+      });
+      const clock = r.varint('session clock');
+      r.end('the meta');
+      return { scalars, clock };
     });
   }
 

@@ -5,12 +5,15 @@
 // a long-lived client stream, so every message the groups produce in one pass travels in one write
 // (batching across scopes). Delivery is best effort, as Raft allows: when a stream fails, its queued
 // messages are dropped, the groups are told the peer is unreachable, and the next send reconnects (at
-// most once per reconnectMs). Snapshot messages go through InstallSnapshot as a header then chunks.
+// most once per reconnectMs). Snapshot messages go through InstallSnapshot as a header then chunks,
+// streamed from and into files (SnapshotFiles): a scope's state may be far larger than memory allows.
 //
 // Receiving (consensusHandlers): every envelope must come from the authenticated caller (message.from is
 // the caller's peer id) and the caller must be a member of the addressed scope; anything else is dropped,
 // logged and counted. Bad envelopes never end the stream: a peer's bug must not cut the group off.
 
+import { createReadStream, createWriteStream } from 'node:fs';
+import { open } from 'node:fs/promises';
 import {
   type ChannelOptions,
   type ClientWritableStream,
@@ -23,13 +26,21 @@ import {
   status,
 } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import type { Envelope, Message, NodeId } from '../consensus/index.ts';
+import type { Envelope, Message, NodeId, Snapshot } from '../consensus/index.ts';
 import { envelopeFromWire, envelopeToWire, WireDecodeError, type WireEnvelope } from './consensus-codec.ts';
 import { callerPeerId, type PeerTlsIdentity, peerChannel } from './peer-credentials.ts';
 
 /** Where a peer's Consensus endpoint is (from the mesh's announcements). */
 export interface PeerDirectory {
   peerAddress(peer: NodeId): string | undefined;
+}
+
+/** Where snapshot bytes come from and go to (the registry's dump files, src/storage/registry-snapshots.ts). */
+export interface SnapshotFiles {
+  /** A file holding the data of an outgoing snapshot; call release() once it is sent. */
+  outgoing(scope: string, snapshot: Snapshot): Promise<{ path: string; bytes: number; release(): void }>;
+  /** Where to write an incoming snapshot of `scope`, and the data the delivered message carries instead. */
+  incoming(scope: string): { path: string; data: Uint8Array };
 }
 
 /** The receiving side: what the anchor does with authenticated traffic. */
@@ -56,6 +67,7 @@ export interface PeerTransportComponents {
   /** The transport gave up on messages to `peer` for `scope`. */
   readonly onUnreachable: (scope: string, peer: NodeId) => void;
   readonly onSnapshotSent: (scope: string, peer: NodeId, ok: boolean) => void;
+  readonly snapshots: SnapshotFiles;
 }
 
 interface StepClient {
@@ -214,25 +226,44 @@ export class PeerTransport {
       this.#c.onSnapshotSent(scope, m.to, false);
       return;
     }
-    const data = snapshot.data;
     let settled = false;
+    let release = (): void => {};
     const done = (ok: boolean, why?: string): void => {
       if (settled) return;
       settled = true;
+      release();
       if (!ok) this.#c.logger.warn({ scope, peer: m.to, why }, 'snapshot not delivered');
+      else this.#c.logger.info({ scope, peer: m.to, index: snapshot.meta.index }, 'snapshot delivered');
       this.#c.onSnapshotSent(scope, m.to, ok);
     };
-    const call = link.client.InstallSnapshot((error, response) => {
-      if (error) done(false, error.message);
-      else done(response?.receivedBytes === data.length, 'short');
-    });
-    call.on('error', (e: Error) => done(false, e.message));
-    call.write({
-      header: { scope, message: envelopeToWire({ scope, message: m }).message, totalBytes: data.length },
-    });
-    const chunk = this.#opts.snapshotChunkBytes;
-    for (let at = 0; at < data.length; at += chunk) call.write({ chunk: data.subarray(at, at + chunk) });
-    call.end();
+    this.#c.snapshots.outgoing(scope, snapshot).then(
+      (file) => {
+        release = file.release;
+        if (this.#closed) return done(false, 'transport closed');
+        const call = link.client.InstallSnapshot((error, response) => {
+          if (error) done(false, error.message);
+          else done(response?.receivedBytes === file.bytes, 'short');
+        });
+        call.on('error', (e: Error) => done(false, e.message));
+        call.write({
+          header: { scope, message: envelopeToWire({ scope, message: m }).message, totalBytes: file.bytes },
+        });
+        // Chunks read from the file as the stream drains: memory stays at a chunk or two.
+        const source = createReadStream(file.path, { highWaterMark: this.#opts.snapshotChunkBytes });
+        source.on('data', (chunk) => {
+          if (!call.write({ chunk })) {
+            source.pause();
+            call.once('drain', () => source.resume());
+          }
+        });
+        source.on('end', () => call.end());
+        source.on('error', (e) => {
+          call.cancel();
+          done(false, e.message);
+        });
+      },
+      (error: Error) => done(false, `could not write the snapshot file: ${error.message}`),
+    );
   }
 }
 
@@ -254,7 +285,8 @@ export function consensusHandlers(
   receiver: ConsensusReceiver,
   logger: Logger,
   refusals: ConsensusRefusals,
-  maxSnapshotBytes = 1 << 30,
+  snapshots: Pick<SnapshotFiles, 'incoming'>,
+  maxSnapshotBytes = 2 ** 40,
 ): {
   Step: handleClientStreamingCall<{ envelopes: WireEnvelope[] }, object>;
   InstallSnapshot: handleClientStreamingCall<InstallSnapshotPart, { receivedBytes: number }>;
@@ -314,13 +346,15 @@ export function consensusHandlers(
         return;
       }
       let header: InstallSnapshotPart['header'] = null;
-      const chunks: Uint8Array[] = [];
+      let target: { path: string; data: Uint8Array } | null = null;
+      let sink: ReturnType<typeof createWriteStream> | null = null;
       let received = 0;
       let failed = false;
-      const fail = (code: status, details: string): void => {
+      const fail = (code: status, details: string, refused = true): void => {
         if (failed) return;
         failed = true;
-        refusals.malformed++;
+        if (refused) refusals.malformed++;
+        sink?.destroy();
         callback({ code, details });
       };
       call.on('data', (part: InstallSnapshotPart) => {
@@ -332,33 +366,50 @@ export function consensusHandlers(
               status.RESOURCE_EXHAUSTED,
               `snapshot: ${part.header.totalBytes} bytes is over the limit`,
             );
+          // The sender must be a member before anything is written to disk.
+          if (accept(caller, { scope: part.header.scope, message: part.header.message }, EMPTY) === null)
+            return fail(status.PERMISSION_DENIED, 'snapshot refused', false);
           header = part.header;
+          target = snapshots.incoming(header.scope);
+          sink = createWriteStream(target.path, { mode: 0o600 });
+          sink.on('error', (e) => fail(status.INTERNAL, `snapshot: cannot write: ${e.message}`, false));
         } else if (part.chunk) {
-          if (!header) return fail(status.INVALID_ARGUMENT, 'snapshot: data before the header');
+          if (!header || !sink) return fail(status.INVALID_ARGUMENT, 'snapshot: data before the header');
           received += part.chunk.length;
           if (received > header.totalBytes)
             return fail(status.INVALID_ARGUMENT, 'snapshot: more data than announced');
-          chunks.push(part.chunk);
+          if (!sink.write(part.chunk)) {
+            call.pause();
+            sink.once('drain', () => call.resume());
+          }
         }
       });
       call.on('end', () => {
         if (failed) return;
-        if (!header || received !== header.totalBytes) {
+        if (!header || !sink || !target || received !== header.totalBytes) {
           fail(
             status.INVALID_ARGUMENT,
             `snapshot: received ${received} bytes, announced ${header?.totalBytes ?? 0}`,
           );
           return;
         }
-        const env = accept(caller, { scope: header.scope, message: header.message }, Buffer.concat(chunks));
-        if (env === null) {
-          fail(status.PERMISSION_DENIED, 'snapshot refused');
-          return;
-        }
-        receiver.deliver(env);
-        callback(null, { receivedBytes: received });
+        const { path, data } = target;
+        const wire = { scope: header.scope, message: header.message };
+        sink.end(() => {
+          // Durable before the core may record a snapshot that names the file.
+          void syncFile(path).then(
+            () => {
+              if (failed) return;
+              const env = accept(caller, wire, data);
+              if (env === null) return fail(status.PERMISSION_DENIED, 'snapshot refused', false);
+              receiver.deliver(env);
+              callback(null, { receivedBytes: received });
+            },
+            (e: Error) => fail(status.INTERNAL, `snapshot: cannot sync: ${e.message}`, false),
+          );
+        });
       });
-      call.on('error', () => {});
+      call.on('error', () => sink?.destroy());
     },
     Join(call, callback) {
       const caller = authenticate(call);
@@ -386,4 +437,15 @@ export function consensusHandlers(
       );
     },
   };
+}
+
+const EMPTY = new Uint8Array(0);
+
+async function syncFile(path: string): Promise<void> {
+  const file = await open(path, 'r+');
+  try {
+    await file.sync();
+  } finally {
+    await file.close();
+  }
 }

@@ -31,6 +31,7 @@ describe('cli: aq anchor start configuration (flags > --config file > defaults)'
         'bootstrap-expect': 3,
         'log-level': 'debug',
         'cache-mb': 256,
+        'snapshot-count': 1000,
       }),
     );
     expect(config).to.deep.equal({
@@ -45,6 +46,7 @@ describe('cli: aq anchor start configuration (flags > --config file > defaults)'
       bootstrapExpect: 3,
       logLevel: 'debug',
       cacheMb: 256,
+      snapshotCount: 1000,
     });
   });
 
