@@ -25,7 +25,7 @@ endif
 
 BIN := node_modules/.bin
 
-.PHONY: build deps typecheck lint format test test-unit sim bench-consensus bench clean node proto dev
+.PHONY: build deps typecheck lint format test test-unit sim bench-consensus bench bench-scale clean node proto dev
 
 node: $(NODE_DEP)
 	@echo "node $$(node --version) at $$(command -v node)"
@@ -89,6 +89,10 @@ bench-consensus: deps
 # aqmesh vs etcd side by side (bench/registry-vs-etcd.ts): make bench ARGS='--seconds 8 --workers 2'
 bench: deps
 	node bench/registry-vs-etcd.ts $(ARGS)
+
+# 1,000,000 instances into one 3-anchor group (bench/scale.ts): make bench-scale ARGS='--instances 200000'
+bench-scale: deps
+	node bench/scale.ts $(ARGS)
 
 clean:
 	rm -rf node_modules .tools

@@ -125,13 +125,15 @@ export interface Anchor {
   stderr: string[];
 }
 
-async function startAnchor(
+/** One `aq anchor start` of a 3-anchor bench group; resolves once it has printed its addresses. */
+export async function startAnchor(
   name: string,
   dataDir: string,
   scope: string,
   bootstrap: string[],
   logLevel: string,
   timeoutMs: number,
+  extraArgs: readonly string[] = [],
 ): Promise<Anchor> {
   const args = loopbackAnchorArgs({
     dataDir,
@@ -140,6 +142,7 @@ async function startAnchor(
     bootstrap,
     region: 'bench',
     logLevel,
+    extraArgs,
   });
   const child = track(spawn(AQ, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
   const logs: string[] = [];
@@ -192,14 +195,19 @@ export interface AnchorGroup {
 }
 
 /** Three anchors forming scope group `scope`, the 2nd and 3rd bootstrapping to the 1st. */
-export async function startAnchorGroup(root: string, scope: string, logLevel: string): Promise<AnchorGroup> {
-  const first = await startAnchor('a1', join(root, 'a1'), scope, [], logLevel, 30_000);
+export async function startAnchorGroup(
+  root: string,
+  scope: string,
+  logLevel: string,
+  extraArgs: readonly string[] = [],
+): Promise<AnchorGroup & { bootstrap: string }> {
+  const first = await startAnchor('a1', join(root, 'a1'), scope, [], logLevel, 30_000, extraArgs);
   const p2p = first.info.p2p.find((a) => a.startsWith('/ip4/127.0.0.1/')) ?? first.info.p2p[0];
   if (p2p === undefined) throw new Error(`anchor a1 printed no p2p address: ${JSON.stringify(first.info)}`);
   const bootstrap = p2p.includes('/p2p/') ? p2p : `${p2p}/p2p/${first.info.peerId}`;
   const rest = await Promise.all([
-    startAnchor('a2', join(root, 'a2'), scope, [bootstrap], logLevel, 30_000),
-    startAnchor('a3', join(root, 'a3'), scope, [bootstrap], logLevel, 30_000),
+    startAnchor('a2', join(root, 'a2'), scope, [bootstrap], logLevel, 30_000, extraArgs),
+    startAnchor('a3', join(root, 'a3'), scope, [bootstrap], logLevel, 30_000, extraArgs),
   ]);
   const anchors = [first, ...rest];
   // Every anchor must see three voters and a leader, so that any of them can serve and forward.
@@ -223,7 +231,7 @@ export async function startAnchorGroup(root: string, scope: string, logLevel: st
   }
   const leader = anchors.find((a) => a.info.peerId === leaderId);
   if (leader === undefined) throw new Error(`leader ${leaderId} is none of the three anchors`);
-  return { anchors, leader, term: views[0]!.term };
+  return { anchors, leader, term: views[0]!.term, bootstrap };
 }
 
 // ---------------------------------------------------------------- etcd

@@ -94,3 +94,12 @@ export function instanceOf(k: number, rev: number): BenchInstance {
   }
   return baseInstance(k, rev, pad);
 }
+
+/** Instances per name in `make bench-scale` (1,000,000 instances over 100,000 names). */
+export const SCALE_PER_NAME = 10;
+
+/** The j-th instance of the scale benchmark: name k = j / 10, instance `svc-<k>-<j % 10>`, ~300 bytes. */
+export function scaleInstance(j: number): { name: string; instance: BenchInstance } {
+  const k = Math.floor(j / SCALE_PER_NAME);
+  return { name: nameOf(k), instance: { ...instanceOf(k, j), id: `svc-${k}-${j % SCALE_PER_NAME}` } };
+}

@@ -95,7 +95,7 @@ async function start(
 
   // Two RocksDB databases: the Raft log on a worker thread (its fsyncs must not stall the event loop,
   // see threaded-raft-store.ts) and the registry's state on this thread (apply reads it synchronously).
-  // --cache-mb: a quarter for each block cache, half for decoded name records (about 1 KiB each).
+  // --cache-mb: a quarter for each block cache, half for decoded name records (by estimated heap bytes).
   const cacheBytes = config.cacheMb * 1024 * 1024;
   const storageLog = (line: string) => logger.warn({ module: 'storage' }, line);
   const raftStore = await ThreadedRaftStore.open(join(config.dataDir, 'raft'), {
@@ -167,7 +167,8 @@ async function start(
           // The registry database is opened as a RocksRaftStore only to share its open/close code; it
           // holds no Raft keys.
           RocksRegistryStore.forScope(registryDb, storageScopeId(scope), {
-            cacheSize: Math.floor(cacheBytes / 2 / 1024),
+            cacheSize: Number.MAX_SAFE_INTEGER,
+            cacheBytes: Math.floor(cacheBytes / 2),
           }),
           onChange,
           snapshotFiles,

@@ -498,7 +498,13 @@ export class ScopeGroup {
     }
     if (rd.messagesAfterPersist.length > 0) this.#transport.send(this.scope, rd.messagesAfterPersist);
     if (rd.snapshot !== null) {
+      const started = performance.now();
       await this.#registry.restore(rd.snapshot);
+      const ms = Math.round(performance.now() - started);
+      this.#log.info(
+        { index: rd.snapshot.meta.index, applied: this.appliedIndex, ms },
+        'installed a snapshot',
+      );
       this.#lastSnapshotIndex = rd.snapshot.meta.index;
       this.#components.onRestored?.(this);
     }

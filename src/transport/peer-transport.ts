@@ -228,17 +228,27 @@ export class PeerTransport {
     }
     let settled = false;
     let release = (): void => {};
+    const started = performance.now();
+    let ready = started;
+    let bytes = 0;
     const done = (ok: boolean, why?: string): void => {
       if (settled) return;
       settled = true;
       release();
       if (!ok) this.#c.logger.warn({ scope, peer: m.to, why }, 'snapshot not delivered');
-      else this.#c.logger.info({ scope, peer: m.to, index: snapshot.meta.index }, 'snapshot delivered');
+      else {
+        const fileMs = Math.round(ready - started);
+        const sendMs = Math.round(performance.now() - ready);
+        const index = snapshot.meta.index;
+        this.#c.logger.info({ scope, peer: m.to, index, bytes, fileMs, sendMs }, 'snapshot delivered');
+      }
       this.#c.onSnapshotSent(scope, m.to, ok);
     };
     this.#c.snapshots.outgoing(scope, snapshot).then(
       (file) => {
         release = file.release;
+        ready = performance.now();
+        bytes = file.bytes;
         if (this.#closed) return done(false, 'transport closed');
         const call = link.client.InstallSnapshot((error, response) => {
           if (error) done(false, error.message);

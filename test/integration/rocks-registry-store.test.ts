@@ -391,6 +391,23 @@ describe('RocksRegistryStore (the registry state in RocksDB)', function () {
     expect((await rawEntries(path, 'r/x/')).map(([k]) => k)).to.deep.equal(['r/x/meta', 'r/x/n/only']);
   });
 
+  it('bounds the decoded-record cache by estimated heap bytes as well as by count', async () => {
+    const store = RocksRegistryStore.forScope(raft as RocksRaftStore, 'bytes', { cacheBytes: 20_000 });
+    const sm = new RegistryStateMachine({ store });
+    const many = Array.from({ length: 10 }, (_, i) =>
+      inst(`i${i}`, { tags: ['a', 'b'], meta: { k: 'v'.repeat(50) } }),
+    );
+    let index = 0;
+    for (let n = 0; n < 100; n++) for (const i of many) sm.apply(++index, reg(`svc-${n}`, i));
+    store.commit();
+    const stats = store.cacheStats;
+    expect(stats.bytes).to.be.at.most(20_000);
+    expect(stats.names).to.be.within(1, 99);
+    for (let n = 0; n < 100; n++) expect(sm.resolve(`svc-${n}`).instances).to.have.length(10);
+    expect(store.cacheStats.bytes).to.be.at.most(20_000);
+    expect(store.cacheStats.names).to.equal(stats.names); // the most recent ones, as many as fit
+  });
+
   it('refuses a bad scope id or cache size, and refuses to work on a closed database', async () => {
     expect(() => open('a/b')).to.throw(RangeError, /may not be empty or contain/);
     expect(() => open('')).to.throw(RangeError);
