@@ -99,10 +99,12 @@ async function rssLine(): Promise<string> {
           await fetch(`http://${a.info.http}/metrics`, { signal: AbortSignal.timeout(2_000) })
         ).text();
         const mib = (metric: string) => {
-          const m = new RegExp(`^aq_process_${metric} (\\S+)$`, 'm').exec(text);
+          const m = new RegExp(`^aq_(?:process_)?${metric} (\\S+)$`, 'm').exec(text);
           return m ? Math.round(Number(m[1]) / 2 ** 20) : '?';
         };
-        return `${a.name} ${rss} MiB (heap ${mib('nodejs_heap_size_used_bytes')}/${mib('nodejs_heap_size_total_bytes')}, ext ${mib('nodejs_external_memory_bytes')})`;
+        const space = (kind: string, name: string) =>
+          mib(`nodejs_heap_space_size_${kind}_bytes\\{space="${name}"\\}`);
+        return `${a.name} ${rss} MiB (heap ${mib('nodejs_heap_size_used_bytes')}/${mib('nodejs_heap_size_total_bytes')}: new ${space('total', 'new')}, old ${space('used', 'old')}/${space('total', 'old')}; ext ${mib('nodejs_external_memory_bytes')}; raft thread ${mib('raft_thread_heap_bytes\\{kind="used"\\}')}/${mib('raft_thread_heap_bytes\\{kind="total"\\}')}; rocksdb mem ${mib('rocksdb_memory_bytes\\{kind="memtables"\\}')}, readers ${mib('rocksdb_memory_bytes\\{kind="table_readers"\\}')}, cache ${mib('rocksdb_memory_bytes\\{kind="block_cache"\\}')})`;
       } catch {
         return `${a.name} ${rss} MiB`;
       }
@@ -316,7 +318,11 @@ async function main(): Promise<void> {
     group.leader,
     'snapshot delivered',
   );
-  const installed = logField<{ ms: number; index: number }>(snap.anchor, 'installed a snapshot');
+  const installed = await eventually(
+    `${lagging.name} to log its snapshot install`,
+    async () => logField<{ ms: number; index: number }>(snap.anchor, 'installed a snapshot'),
+    5_000,
+  ).catch(() => undefined);
   const catchUpS = (caughtUp - snap.startedAt) / 1000;
   log(
     `${lagging.name}: serving after ${((snapServing - snap.startedAt) / 1000).toFixed(1)} s, caught up by snapshot in ${catchUpS.toFixed(1)} s (snapshot ${delivered ? `${(delivered.bytes / 2 ** 20).toFixed(0)} MiB, dump ${delivered.fileMs} ms, send ${delivered.sendMs} ms` : 'NOT SENT'}; install ${installed?.ms ?? '?'} ms)`,

@@ -23,7 +23,17 @@ declare module '@nxtedition/rocksdb' {
   class RocksLevel {
     constructor(location: string, options?: { keyEncoding?: 'utf8'; valueEncoding?: 'buffer' });
     readonly status: 'opening' | 'open' | 'closing' | 'closed';
-    open(options?: { createIfMissing?: boolean; errorIfExists?: boolean }): Promise<void>;
+    open(options?: {
+      createIfMissing?: boolean;
+      errorIfExists?: boolean;
+      /** Block cache bytes. */
+      cacheSize?: number;
+      /** 'level' tunes write buffers and levels for memtableMemoryBudget (OptimizeLevelStyleCompaction). */
+      compaction?: 'level' | 'universal';
+      memtableMemoryBudget?: number;
+      /** ZSTD with a trained dictionary when true (the binding's default). */
+      compression?: boolean;
+    }): Promise<void>;
     close(): Promise<void>;
     /** `sync: true` fsyncs the WAL before the promise settles (the only write path that honours it). */
     batch(ops: RocksBatchOp[], options?: { sync?: boolean }): Promise<void>;

@@ -3,7 +3,11 @@
 // the anchor's event loop.
 
 import { parentPort, workerData } from 'node:worker_threads';
-import { RocksRaftStore, StorageCorruptionError } from './rocksdb-raft-storage.ts';
+import {
+  RocksRaftStore,
+  type RocksRaftStoreOptions,
+  StorageCorruptionError,
+} from './rocksdb-raft-storage.ts';
 
 export interface WorkerRequest {
   readonly id: number;
@@ -23,13 +27,13 @@ export type WorkerReply =
 
 const port = parentPort;
 if (port === null) throw new Error('raft-store-worker.ts runs as a worker thread');
-const { path, cacheBytes } = workerData as { path: string; cacheBytes?: number };
+const { path, options } = workerData as {
+  path: string;
+  options: Pick<RocksRaftStoreOptions, 'cacheBytes' | 'memtableBytes' | 'compression'>;
+};
 const reply = (m: WorkerReply) => port.postMessage(m);
 
-const opened = RocksRaftStore.open(path, {
-  logger: (line) => reply({ type: 'log', line }),
-  ...(cacheBytes ? { cacheBytes } : {}),
-});
+const opened = RocksRaftStore.open(path, { ...options, logger: (line) => reply({ type: 'log', line }) });
 
 port.on('message', async (req: WorkerRequest) => {
   try {

@@ -18,6 +18,8 @@ import { StorageCorruptionError } from './rocksdb-raft-storage.ts';
 export interface ThreadedRaftStoreOptions {
   readonly logger?: (line: string) => void;
   readonly cacheBytes?: number;
+  readonly memtableBytes?: number;
+  readonly compression?: boolean;
   readonly signal?: AbortSignal;
 }
 
@@ -65,8 +67,11 @@ export class ThreadedRaftStore {
   /** Starts the worker and opens (creating if missing) the database at `path` in it. */
   static async open(path: string, options: ThreadedRaftStoreOptions = {}): Promise<ThreadedRaftStore> {
     options.signal?.throwIfAborted();
+    const { cacheBytes, memtableBytes, compression } = options;
     const worker = new Worker(new URL('./raft-store-worker.ts', import.meta.url), {
-      workerData: { path, ...(options.cacheBytes ? { cacheBytes: options.cacheBytes } : {}) },
+      workerData: { path, options: { cacheBytes, memtableBytes, compression } },
+      // The thread holds only writes in flight: a small young generation keeps its heap small.
+      resourceLimits: { maxYoungGenerationSizeMb: 8 },
     });
     const store = new ThreadedRaftStore(worker, options.logger ?? (() => {}));
     // Surface an open failure (a locked or unreadable database) now, not at the first save.
@@ -93,6 +98,12 @@ export class ThreadedRaftStore {
   }
 
   /** Waits for the queued operations, closes the database and ends the thread; idempotent. */
+  /** The storage thread's V8 heap (it is not in the main thread's process metrics). */
+  async heapStatistics(): Promise<{ used: number; total: number }> {
+    const h = await this.#worker.getHeapStatistics();
+    return { used: h.used_heap_size, total: h.total_heap_size };
+  }
+
   close(): Promise<void> {
     this.#closing ??= (async () => {
       if (this.#dead === null) {
