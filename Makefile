@@ -25,7 +25,7 @@ endif
 
 BIN := node_modules/.bin
 
-.PHONY: build deps typecheck lint format test test-unit sim bench-consensus bench bench-scale clean node proto dev
+.PHONY: build deps typecheck lint format test test-unit sim jepsen bench-consensus bench bench-scale clean node proto dev
 
 node: $(NODE_DEP)
 	@echo "node $$(node --version) at $$(command -v node)"
@@ -82,6 +82,10 @@ SEEDS ?= 200
 SEED ?= 1
 sim: deps
 	node test/sim/cli.ts --seeds $(SEEDS) --seed $(SEED)
+
+# A fault run over real anchor processes (test/jepsen), 180 s by default: make jepsen ARGS='--seconds 600'
+jepsen: deps
+	node test/jepsen/cli.ts $(ARGS)
 
 bench-consensus: deps
 	node bench/consensus.ts

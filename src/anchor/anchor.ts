@@ -15,6 +15,7 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 import { httpServer } from '../api/http.ts';
 import { loadProtos, reflectionDefinition, serviceClient } from '../api/proto.ts';
 import { LIMITS, registryHandlers } from '../api/registry-service.ts';
+import { isMutation, MUTATIONS, type Mutation } from '../consensus/index.ts';
 import { loadOrCreateSeed } from '../identity/key-file.ts';
 import { NodeSigner } from '../identity/signer.ts';
 import { Mesh } from '../mesh/index.ts';
@@ -87,6 +88,7 @@ async function start(
   stopAll: () => Promise<void>,
   signal: AbortSignal | undefined,
 ): Promise<RunningAnchor> {
+  const testHooks = readTestHooks(process.env);
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   const seed = await loadOrCreateSeed(config.dataDir, signal ? { signal } : {});
   const signer = new NodeSigner(seed);
@@ -153,7 +155,7 @@ async function start(
   let mesh: Mesh | null = null;
   const transport = new PeerTransport({
     identity,
-    directory: { peerAddress: (peer) => mesh?.lookup(peer)?.peer },
+    directory: { peerAddress: (peer) => testHooks.peerDial.get(peer) ?? mesh?.lookup(peer)?.peer },
     client: serviceClient('Consensus'),
     logger: logger.child({ module: 'transport' }),
     onUnreachable: (scope, peer) => host.get(scope)?.group.reportUnreachable(peer),
@@ -183,7 +185,7 @@ async function start(
       },
       onPersist: (seconds) => fsync.observe(seconds),
     },
-    { group: { snapshotEvery: config.snapshotCount } },
+    { group: { snapshotEvery: config.snapshotCount }, mutations: testHooks.mutations },
   );
   stack.push(() => host.stop());
   registerScopeMetrics(metrics, host, refusals);
@@ -306,6 +308,12 @@ async function start(
     scopes: [...config.scopes],
   };
   logger.info({ anchor: addresses }, 'anchor serving');
+  if (testHooks.mutations.size > 0 || testHooks.peerDial.size > 0) {
+    logger.warn(
+      { mutations: [...testHooks.mutations], peerDial: Object.fromEntries(testHooks.peerDial) },
+      'TEST-ONLY hooks set (AQ_TEST_MUTATIONS: deliberately broken Raft; AQ_TEST_PEER_DIAL: peers dialled through the given addresses): never in production',
+    );
+  }
 
   // ---- enter each claimed scope's group ----
   const formation = new AbortController();
@@ -390,6 +398,45 @@ async function enterScope(
     }
     await new Promise((r) => setTimeout(r, 250));
   }
+}
+
+/**
+ * Test-only switches for the real-process fault runs (test/jepsen), read once from the environment and
+ * inert unless set:
+ * - AQ_TEST_MUTATIONS=name[,name]: deliberately broken Raft variants (src/consensus/mutations.ts), so a
+ *   fault run can show it catches a planted bug in a real anchor;
+ * - AQ_TEST_PEER_DIAL={"<peer id>":"host:port",...}: dial those peers' consensus port at the given
+ *   address (a proxy the test cuts to make partitions) instead of the address they announce.
+ */
+function readTestHooks(env: NodeJS.ProcessEnv): {
+  mutations: ReadonlySet<Mutation>;
+  peerDial: ReadonlyMap<string, string>;
+} {
+  const mutations = new Set<Mutation>();
+  for (const name of (env.AQ_TEST_MUTATIONS ?? '').split(',').map((n) => n.trim())) {
+    if (name === '') continue;
+    if (!isMutation(name))
+      throw new AnchorStartError(
+        `AQ_TEST_MUTATIONS: unknown mutation '${name}' (known: ${MUTATIONS.join(', ')})`,
+      );
+    mutations.add(name);
+  }
+  const peerDial = new Map<string, string>();
+  const dial = env.AQ_TEST_PEER_DIAL ?? '';
+  if (dial !== '') {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(dial);
+    } catch {
+      parsed = null;
+    }
+    const entries = parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed) ? parsed : null;
+    if (entries === null || Object.values(entries).some((a) => typeof a !== 'string' || a === ''))
+      throw new AnchorStartError('AQ_TEST_PEER_DIAL must be a JSON object {"<peer id>": "host:port", ...}');
+    for (const [peer, address] of Object.entries(entries as Record<string, string>))
+      peerDial.set(peer, address);
+  }
+  return { mutations, peerDial };
 }
 
 function registerScopeMetrics(metrics: Registry, host: ScopeHost, refusals: ConsensusRefusals): void {

@@ -1,6 +1,7 @@
 // Deliberately broken variants of the core, to prove that the simulator and the checker catch real bugs.
-// Only the simulator (test/sim) switches them on, through RaftConfig.mutations; production code never
-// sets that field, and every switch is a single, named deviation from the correct protocol.
+// Only tests switch them on, through RaftConfig.mutations: the simulator (test/sim) and the real-process
+// fault run (test/jepsen, through the anchor's test-only AQ_TEST_MUTATIONS). Every switch is a single,
+// named deviation from the correct protocol.
 
 export const MUTATIONS = [
   /** Followers acknowledge appends and grant votes before the write is durable. */

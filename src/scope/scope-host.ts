@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import {
   bootstrapState,
   type Envelope,
+  type Mutation,
   type NodeId,
   type PersistedState,
   ProposalDroppedError,
@@ -38,6 +39,8 @@ export interface ScopeHostOptions {
   readonly electionTick?: number;
   /** How often the leader checks TTLs and learners, in ms. Default 250. */
   readonly sweepMs?: number;
+  /** Test-only: deliberately broken Raft variants (src/consensus/mutations.ts), set from AQ_TEST_MUTATIONS. */
+  readonly mutations?: ReadonlySet<Mutation>;
 }
 
 /** A hosted scope: its group plus what the anchor keeps beside it. */
@@ -73,7 +76,7 @@ export class ScopeHost implements ConsensusReceiver {
 
   constructor(components: ScopeHostComponents, options: ScopeHostOptions = {}) {
     this.#c = components;
-    this.#opts = { electionTick: 10, sweepMs: 250, group: {}, ...options };
+    this.#opts = { electionTick: 10, sweepMs: 250, group: {}, mutations: new Set(), ...options };
     this.#now = components.now ?? Date.now;
   }
 
@@ -151,6 +154,7 @@ export class ScopeHost implements ConsensusReceiver {
         random: (n) => randomInt(n),
         applied: registry.machine.appliedIndex,
         logger: (line) => log.trace(line),
+        mutations: this.#opts.mutations,
       },
       persisted,
     );
