@@ -229,6 +229,7 @@ async function start(
   const v1 = (grpc.aq as Record<string, unknown>).v1 as Record<string, { service: ServiceDefinition }>;
   const api = registryHandlers({
     host,
+    claimed: config.scopes,
     signer,
     self,
     directory: { grpcAddress: (peer) => mesh?.lookup(peer)?.grpc },

@@ -60,6 +60,8 @@ export interface ClientDirectory {
 
 export interface RegistryServiceComponents {
   readonly host: ScopeHost;
+  /** The scopes this anchor claims: one not hosted yet is starting (UNAVAILABLE), not foreign (NOT_FOUND). */
+  readonly claimed?: readonly string[];
   readonly signer: Signer;
   readonly self: string;
   readonly directory: ClientDirectory;
@@ -148,8 +150,21 @@ export function registryHandlers(c: RegistryServiceComponents) {
     return n;
   };
 
+  /** A claimed scope owning `name` that is not in its group yet (the anchor is starting or joining). */
+  const startingScopeOf = (name: string): string | undefined =>
+    (c.claimed ?? [])
+      .filter((s) => host.get(s) === undefined && (name === s || name.startsWith(`${s}/`)))
+      .sort((a, b) => b.length - a.length)[0];
+
   const ownerOf = (name: string): HostedScope => {
     const owner = host.owner(name);
+    const starting = startingScopeOf(name);
+    if (starting !== undefined && (owner === undefined || starting.length > owner.name.length)) {
+      throw new ApiError(
+        status.UNAVAILABLE,
+        `scope ${starting} is starting on this anchor (not in its group yet); retry shortly`,
+      );
+    }
     if (owner === undefined) {
       const served = host.scopes().map((s) => s.name);
       throw new ApiError(
@@ -441,6 +456,9 @@ export function registryHandlers(c: RegistryServiceComponents) {
     Members: unary<Record<string, unknown>, unknown>('Members', async (call) => {
       const scope = String(call.request.scope ?? '');
       const s = host.get(scope);
+      if (s === undefined && (c.claimed ?? []).includes(scope)) {
+        throw new ApiError(status.UNAVAILABLE, `scope ${scope} is starting on this anchor; retry shortly`);
+      }
       if (s === undefined) {
         throw new ApiError(
           status.NOT_FOUND,

@@ -468,6 +468,53 @@ describe('bad input (a real anchor)', function () {
     }
   });
 
+  it('answers UNAVAILABLE, not NOT_FOUND, for a scope it claims but whose group it has not entered yet', async () => {
+    // --bootstrap-expect 3 with no other claimant: the anchor serves, but the scope never forms.
+    const waitingDir = await tempDir('bad-input-starting');
+    try {
+      const waiting = await startAnchorProcess({
+        dataDir: waitingDir,
+        scopes: ['later'],
+        bootstrapExpect: 3,
+      });
+      const c = client(waiting.info.grpc, 'Registry');
+      const m = client(waiting.info.grpc, 'Membership');
+      const starting = /^scope later is starting on this anchor/;
+      try {
+        await expectStatus(
+          'Resolve later/x',
+          c.call('Resolve', { name: 'later/x' }),
+          status.UNAVAILABLE,
+          starting,
+        );
+        await expectStatus(
+          'Register later/x',
+          c.call('Register', { name: 'later/x', instance: instance('i-1') }),
+          status.UNAVAILABLE,
+          starting,
+        );
+        await expectStatus(
+          'Members later',
+          m.call('Members', { scope: 'later' }),
+          status.UNAVAILABLE,
+          starting,
+        );
+        await expectStatus(
+          'Resolve other/x',
+          c.call('Resolve', { name: 'other/x' }),
+          status.NOT_FOUND,
+          /owns/,
+        );
+      } finally {
+        c.close();
+        m.close();
+        await kill(waiting);
+      }
+    } finally {
+      await removeDir(waitingDir);
+    }
+  });
+
   it('answers NOT_FOUND, naming the served scopes, for a name or scope it does not serve', async () => {
     const c = client(anchor.info.grpc, 'Registry');
     const m = client(anchor.info.grpc, 'Membership');

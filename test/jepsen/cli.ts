@@ -22,6 +22,8 @@ const USAGE = `usage: node test/jepsen/cli.ts [--seconds S] [--anchors 3|5] [--c
   --mutation NAME    plant a bug in every anchor (AQ_TEST_MUTATIONS): ${MUTATIONS.join(', ')}
   --nemesis MODE     mixed (default): kills, pauses, partitions, stale leaders; stale-leader: only
                      isolate+pause the leader, resume it still isolated, heal (the read-without-quorum case)
+  --snapshot-count N the anchors' log compaction interval (default ${DEFAULTS.snapshotCount}: catch-up by
+                     snapshot happens under faults)
   --no-kill, --no-pause, --no-partition
                      leave that kind of fault out
   --gap MIN-MAX      pause between faults in ms (default ${DEFAULTS.gapMs.join('-')})
@@ -87,6 +89,7 @@ async function main(): Promise<void> {
     clients: integer('clients', v.clients, DEFAULTS.clients, 1, 256),
     seed: integer('seed', v.seed, DEFAULTS.seed, 0),
     mutations,
+    snapshotCount: integer('snapshot-count', v['snapshot-count'], DEFAULTS.snapshotCount, 1),
     kinds,
     nemesis: nemesis as NemesisMode,
     gapMs,
@@ -118,6 +121,7 @@ function parse() {
       'no-partition': { type: 'boolean' },
       gap: { type: 'string' },
       'check-steps': { type: 'string' },
+      'snapshot-count': { type: 'string' },
       'no-final-kill': { type: 'boolean' },
       keep: { type: 'boolean' },
       quiet: { type: 'boolean' },

@@ -23,6 +23,8 @@ export interface ClusterOptions {
   readonly scope: string;
   /** AQ_TEST_MUTATIONS for every anchor (empty: a correct anchor). */
   readonly mutations: readonly string[];
+  /** --snapshot-count of every anchor. */
+  readonly snapshotCount: number;
   /** One line per event worth keeping (starts, exits). */
   readonly log: (line: string) => void;
 }
@@ -136,6 +138,7 @@ export class Cluster {
         bootstrapExpect: this.size,
         bootstrap,
         region: 'jepsen',
+        extraArgs: ['--snapshot-count', String(this.#o.snapshotCount)],
         env: {
           AQ_TEST_PEER_DIAL: JSON.stringify(dial),
           AQ_TEST_MUTATIONS: this.#o.mutations.join(','),

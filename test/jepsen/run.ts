@@ -31,6 +31,11 @@ export interface JepsenOptions {
   readonly seed: number;
   /** AQ_TEST_MUTATIONS for every anchor: a planted bug the run should catch. */
   readonly mutations: readonly string[];
+  /**
+   * The anchors' --snapshot-count: small, so that the log is compacted often and an anchor that was
+   * down or cut off catches up by snapshot (the streamed registry dump) under faults, not only by log.
+   */
+  readonly snapshotCount: number;
   readonly kinds: ReadonlySet<FaultKind>;
   readonly nemesis: NemesisMode;
   readonly gapMs: readonly [number, number];
@@ -57,6 +62,7 @@ export const DEFAULTS: Omit<JepsenOptions, 'log' | 'signal'> = {
   clients: 8,
   seed: 1,
   mutations: [],
+  snapshotCount: 200,
   kinds: new Set<FaultKind>(['kill', 'pause', 'partition']),
   nemesis: 'mixed',
   gapMs: [2_000, 6_000],
@@ -103,7 +109,14 @@ export async function runJepsen(o: JepsenOptions): Promise<JepsenReport> {
   const now = (): number => Math.round((performance.now() - t0) * 1000) / 1000;
   const log = (line: string) => o.log(line);
   const rng = new Rng(o.seed);
-  const cluster = new Cluster({ anchors: o.anchors, dir, scope: SCOPE, mutations: o.mutations, log });
+  const cluster = new Cluster({
+    anchors: o.anchors,
+    dir,
+    scope: SCOPE,
+    mutations: o.mutations,
+    snapshotCount: o.snapshotCount,
+    log,
+  });
   // Whatever happens to this process, no anchor outlives it (paused ones included).
   const onExit = () => cluster.killNow();
   process.on('exit', onExit);
