@@ -259,15 +259,31 @@ function duMiB(path: string): number {
 async function restart(
   a: Anchor,
   before?: () => Promise<void>,
-): Promise<{ anchor: Anchor; startedAt: number }> {
+): Promise<{ anchor: Anchor; startedAt: number; startedWall: number }> {
   notePeak(a);
   a.child.kill('SIGKILL');
   await new Promise((r) => a.child.once('exit', r));
   await before?.();
   const startedAt = performance.now();
+  const startedWall = Date.now();
   const again = await startAnchor(a.name, join(root, a.name), SCOPE, [group.bootstrap], 'info', 120_000);
   group.anchors = group.anchors.map((x) => (x.name === a.name ? again : x));
-  return { anchor: again, startedAt };
+  return { anchor: again, startedAt, startedWall };
+}
+
+/** The restarted anchor's first log lines, with their time since the spawn (where a restart spends it). */
+function startupTimeline(a: Anchor, startedWall: number): string {
+  return a.logs
+    .slice(0, 12)
+    .map((line) => {
+      try {
+        const l = JSON.parse(line) as { time: number; msg: string };
+        return `+${((l.time - startedWall) / 1000).toFixed(2)}s ${l.msg}`;
+      } catch {
+        return line.slice(0, 80);
+      }
+    })
+    .join('; ');
 }
 
 async function main(): Promise<void> {
@@ -347,6 +363,7 @@ async function main(): Promise<void> {
     300_000,
   );
   const restartToServingS = (served - plain.startedAt) / 1000;
+  log(`${other.name} restart: ${startupTimeline(plain.anchor, plain.startedWall)}`);
   log(`${other.name}: restart to serving ${restartToServingS.toFixed(2)} s`);
 
   for (const a of group.anchors) notePeak(a);

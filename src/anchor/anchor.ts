@@ -100,11 +100,12 @@ async function start(
   // --cache-mb: a quarter for each block cache, half for decoded name records (by estimated heap bytes).
   const cacheBytes = config.cacheMb * 1024 * 1024;
   const storageLog = (line: string) => logger.warn({ module: 'storage' }, line);
-  // Memtables: 32 MiB for the Raft log (entries live seconds before compaction deletes them; not
-  // compressed), 64 MiB for the registry (RocksDB's untuned default is 2 x 64 MiB per database).
+  // Memtables: 16 MiB for the Raft log (entries live seconds before compaction deletes them; not
+  // compressed), 32 MiB for the registry (RocksDB's untuned default is 2 x 64 MiB per database); each
+  // may hold up to 1.5x that while flushes catch up.
   const raftStore = await ThreadedRaftStore.open(join(config.dataDir, 'raft'), {
     cacheBytes: Math.floor(cacheBytes / 4),
-    memtableBytes: 32 << 20,
+    memtableBytes: 16 << 20,
     compression: false,
     ...(signal ? { signal } : {}),
     logger: storageLog,
@@ -112,7 +113,7 @@ async function start(
   stack.push(() => raftStore.close());
   const registryDb = await RocksRaftStore.open(join(config.dataDir, 'registry'), {
     cacheBytes: Math.floor(cacheBytes / 4),
-    memtableBytes: 64 << 20,
+    memtableBytes: 32 << 20,
     ...(signal ? { signal } : {}),
     logger: storageLog,
   });

@@ -291,16 +291,34 @@ function isFresh(st: PersistedState): boolean {
   return st.hardState.term === 0 && st.entries.length === 0 && st.snapshot === null;
 }
 
+/** The rebuild under way per monitor: a newer one (after a snapshot install) supersedes it. */
+const rebuilds = new WeakMap<TtlMonitor, number>();
+
+/**
+ * Tracks every instance with a TTL check after a restart or a snapshot install. Scanning the registry
+ * decodes every record (~10 s for a million instances), so it runs a page at a time between other work,
+ * never blocking the event loop: until it reaches a name, that name's TTL instances are not tracked (they
+ * cannot expire yet, and a heartbeat for one looks it up directly, see registry-service.ts). Changes
+ * applied meanwhile are observed as usual; a page read later sees the state after them.
+ */
 function rebuildTtl(ttl: TtlMonitor, machine: RegistryStateMachine): void {
+  const generation = (rebuilds.get(ttl) ?? 0) + 1;
+  rebuilds.set(ttl, generation);
   ttl.clear();
   let after = '';
-  for (;;) {
-    const page = machine.list('', after, 1000);
+  const step = (): void => {
+    if (rebuilds.get(ttl) !== generation) return; // superseded
+    const page = machine.list('', after, TTL_REBUILD_PAGE);
     for (const answer of page) ttl.observe(answer);
-    if (page.length < 1000) break;
+    if (page.length < TTL_REBUILD_PAGE) return;
     after = (page.at(-1) as { name: string }).name;
-  }
+    setImmediate(step);
+  };
+  step();
 }
+
+/** Names per step of the TTL rebuild (~20 ms of decoding with ten instances per name). */
+const TTL_REBUILD_PAGE = 200;
 
 function withCode<E extends Error>(error: E, grpcCode: number): E {
   (error as E & { grpcCode: number }).grpcCode = grpcCode;

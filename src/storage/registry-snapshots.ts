@@ -34,6 +34,8 @@ const DUMP_MAGIC = Buffer.from('AQSD');
 const DUMP_VERSION = 1;
 const ROW = 1;
 const END = 0;
+/** How long an unused dump is kept for the next follower that needs one. */
+const DUMP_KEEP_MS = 60_000;
 /** Bytes buffered before a write to the dump file, and per read when installing it. */
 const IO_CHUNK = 1 << 20;
 
@@ -372,10 +374,17 @@ export class RocksRegistryHost {
         if (released) return;
         released = true;
         entry.users--;
-        if (entry.users === 0 && this.#retired.has(made.file)) {
+        if (entry.users > 0) return;
+        if (this.#retired.has(made.file)) {
           this.#retired.delete(made.file);
           void this.#files.remove(made.file);
+          return;
         }
+        // Kept a while for another follower (they often fall behind together), then removed: a dump is
+        // as large as the registry.
+        setTimeout(() => {
+          if (entry.users === 0 && this.#outgoing === entry) this.#retire(made.file, entry);
+        }, DUMP_KEEP_MS).unref();
       },
     };
   }
