@@ -40,6 +40,7 @@ import {
   decodeCommand,
   type RejectCode,
   readInstance,
+  type Session,
   validateCommand,
   writeInstance,
 } from './commands.ts';
@@ -164,6 +165,7 @@ export class RegistryStateMachine {
   readonly #store: RegistryStore;
   readonly #maxSessions: number;
   readonly #onChange: ((change: RegistryChange) => void) | undefined;
+  #lastSession: Session | undefined;
   #appliedIndex: number;
   #lastRemovalIndex: number;
   #instanceCount: number;
@@ -203,6 +205,15 @@ export class RegistryStateMachine {
    * empty data (a leader's no-op entry) only advances appliedIndex. Never throws for bad data (a store
    * that cannot read its own records throws, leaving appliedIndex where it was).
    */
+  /**
+   * The client session of the command the last apply() decoded (undefined for a no-op, a malformed
+   * command or one without a session): lets the caller match the entry to a waiting request without
+   * decoding it a second time.
+   */
+  get lastAppliedSession(): Session | undefined {
+    return this.#lastSession;
+  }
+
   apply(index: number, data: Uint8Array): ApplyResult {
     if (!Number.isSafeInteger(index) || index <= this.#appliedIndex) {
       throw new RangeError(
@@ -210,6 +221,7 @@ export class RegistryStateMachine {
       );
     }
     this.#change = null;
+    this.#lastSession = undefined;
     const result = data.length === 0 ? NOOP : this.#applyCommand(index, data);
     this.#appliedIndex = index;
     this.#store.setScalars({
@@ -237,6 +249,7 @@ export class RegistryStateMachine {
     }
 
     const session = cmd.session;
+    this.#lastSession = session;
     if (session === undefined) {
       const rejection = validateCommand(cmd);
       if (rejection !== null) return rejected(rejection);

@@ -26,13 +26,7 @@ import {
   type Snapshot,
   type Status,
 } from '../consensus/index.ts';
-import {
-  type ApplyResult,
-  type CommandResult,
-  decodeCommand,
-  type RegistryStateMachine,
-  type ResolveAnswer,
-} from '../registry/index.ts';
+import type { ApplyResult, CommandResult, RegistryStateMachine, ResolveAnswer } from '../registry/index.ts';
 
 /** Sends a scope's Raft messages to their addressees (best effort: Raft tolerates loss). */
 export interface ScopeTransport {
@@ -539,14 +533,9 @@ export class ScopeGroup {
     }
     const result: ApplyResult = sm.apply(e.index, e.data);
     if (this.#writes.size === 0) return;
-    let key: string;
-    try {
-      const session = decodeCommand(e.data).session;
-      if (session === undefined) return;
-      key = `${session.client}#${session.seq}`;
-    } catch {
-      return; // rejected as malformed by apply(); nobody here waits for it
-    }
+    const session = sm.lastAppliedSession; // undefined for a malformed command: nobody waits for it
+    if (session === undefined) return;
+    const key = `${session.client}#${session.seq}`;
     const waiters = this.#writes.get(key);
     if (waiters === undefined) return;
     this.#writes.delete(key);

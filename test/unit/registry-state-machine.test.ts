@@ -34,6 +34,20 @@ describe('registry state machine', () => {
       expect(hex(sm.snapshot())).to.not.equal(hex(before));
     });
 
+    it('reports the session of the command it last applied, for matching waiting requests', () => {
+      const sm = new RegistryStateMachine();
+      sm.apply(1, reg('eu/a', inst('a'), { client: 'c1', seq: 7 }));
+      expect(sm.lastAppliedSession).to.deep.equal({ client: 'c1', seq: 7 });
+      sm.apply(2, reg('eu/a', inst('a'), { client: 'c1', seq: 7 })); // a duplicate keeps its session
+      expect(sm.lastAppliedSession).to.deep.equal({ client: 'c1', seq: 7 });
+      sm.apply(3, reg('eu/a', inst('b')));
+      expect(sm.lastAppliedSession).to.equal(undefined);
+      sm.apply(4, NOOP);
+      expect(sm.lastAppliedSession).to.equal(undefined);
+      sm.apply(5, new Uint8Array([0xff, 0x01]));
+      expect(sm.lastAppliedSession).to.equal(undefined);
+    });
+
     it('throws on an index that is not after appliedIndex (a caller bug), without changing anything', () => {
       const sm = new RegistryStateMachine();
       sm.apply(5, reg('eu', inst('a')));
