@@ -22,7 +22,8 @@
 //
 // Flags: --seconds N (measured window per phase, default 8), --warmup N (default 2), --workers N (client
 // processes per system, default 2), --in-flight N (default 64), --names N (default 1000), --writes
-// all|leader, --skip-etcd (aqmesh only, for profiling), --log-level LEVEL (the anchors'; default info,
+// all|leader, --skip-etcd (aqmesh only, for profiling), --only ID[,ID] (some phases: register-seq,
+// register, resolve-linearizable, resolve-stale), --log-level LEVEL (the anchors'; default info,
 // the lowest level that prints the address line).
 
 import { type ChildProcess, fork } from 'node:child_process';
@@ -59,6 +60,7 @@ const { values } = parseArgs({
     names: { type: 'string', default: '1000' },
     writes: { type: 'string', default: 'all' },
     'skip-etcd': { type: 'boolean', default: false },
+    only: { type: 'string' },
     'log-level': { type: 'string', default: 'info' },
   },
 });
@@ -98,7 +100,7 @@ interface PhaseSpec {
   inFlight: number;
 }
 
-const PHASES: PhaseSpec[] = [
+const ALL_PHASES: PhaseSpec[] = [
   { id: 'register-seq', label: 'register, 1 in flight', kind: 'register', inFlight: 1 },
   { id: 'register', label: `register, ${inFlight} in flight`, kind: 'register', inFlight },
   {
@@ -114,6 +116,14 @@ const PHASES: PhaseSpec[] = [
     inFlight,
   },
 ];
+
+// --only ID[,ID]: a subset of the phases (for profiling one of them).
+const only = values.only?.split(',').filter((id) => id !== '');
+const PHASES = only === undefined ? ALL_PHASES : ALL_PHASES.filter((p) => only.includes(p.id));
+if (PHASES.length === 0) {
+  console.error(`bench: --only takes phase ids among ${ALL_PHASES.map((p) => p.id).join(', ')}`);
+  process.exit(2);
+}
 
 function progress(s: string): void {
   process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${s}\n`);

@@ -319,6 +319,8 @@ async function main(): Promise<void> {
     log(`${lagging.name} killed; ${UPDATES.toLocaleString('en')} re-registrations while it is down`);
     await load(0, UPDATES, WORKERS, 'updates');
   });
+  const hwm = () => group.anchors.map((a) => `${a.name} ${Math.round(peakRssMiB(a.pid) ?? 0)}`).join(', ');
+  log(`peak RSS (VmHWM, MiB) before the snapshot: ${hwm()}`);
   const target = await commitIndex(group.leader);
   const snapServing = await eventually(
     `${lagging.name} serving`,
@@ -340,6 +342,7 @@ async function main(): Promise<void> {
     5_000,
   ).catch(() => undefined);
   const catchUpS = (caughtUp - snap.startedAt) / 1000;
+  log(`peak RSS (VmHWM, MiB) after the snapshot: ${hwm()}`);
   log(
     `${lagging.name}: serving after ${((snapServing - snap.startedAt) / 1000).toFixed(1)} s, caught up by snapshot in ${catchUpS.toFixed(1)} s (snapshot ${delivered ? `${(delivered.bytes / 2 ** 20).toFixed(0)} MiB, dump ${delivered.fileMs} ms, send ${delivered.sendMs} ms` : 'NOT SENT'}; install ${installed?.ms ?? '?'} ms)`,
   );

@@ -71,16 +71,6 @@ export class DumpFileError extends Error {
   }
 }
 
-function varint(n: number): Buffer {
-  const out: number[] = [];
-  while (n >= 0x80) {
-    out.push((n % 0x80) | 0x80);
-    n = Math.floor(n / 0x80);
-  }
-  out.push(n);
-  return Buffer.from(out);
-}
-
 /** Decodes a varint at `at`: [value, next offset], or null when the buffer ends first. */
 function readVarint(b: Buffer, at: number, path: string): [number, number] | null {
   let n = 0;
@@ -102,33 +92,61 @@ export async function writeDumpFile(
   signal?: AbortSignal,
 ): Promise<{ bytes: number; rows: number; scalars: RegistryScalars }> {
   const file = await open(path, 'w', 0o600);
+  // One reused buffer, written out whenever full: the dump makes no garbage per row (a dump is as large
+  // as the registry, and garbage buffers outlive their use until V8 collects them).
+  const buf = Buffer.allocUnsafe(IO_CHUNK);
+  let pos = 0;
   let crc = 0;
   let bytes = 0;
   let rows = 0;
-  let pending: Buffer[] = [];
-  let pendingBytes = 0;
   const flush = async (): Promise<void> => {
-    const chunk = Buffer.concat(pending, pendingBytes);
-    pending = [];
-    pendingBytes = 0;
+    if (pos === 0) return;
+    const chunk = buf.subarray(0, pos);
     crc = crc32(chunk, crc);
-    bytes += chunk.length;
+    bytes += pos;
     await file.write(chunk);
+    pos = 0;
   };
-  const push = async (b: Buffer): Promise<void> => {
-    pending.push(b);
-    pendingBytes += b.length;
-    if (pendingBytes >= IO_CHUNK) await flush();
+  const put = async (b: Uint8Array): Promise<void> => {
+    if (pos + b.length > buf.length) await flush();
+    if (b.length > buf.length) {
+      crc = crc32(b, crc);
+      bytes += b.length;
+      await file.write(b);
+      return;
+    }
+    buf.set(b, pos);
+    pos += b.length;
+  };
+  const putVarint = async (n: number): Promise<void> => {
+    if (pos + 10 > buf.length) await flush();
+    while (n >= 0x80) {
+      buf[pos++] = (n % 0x80) | 0x80;
+      n = Math.floor(n / 0x80);
+    }
+    buf[pos++] = n;
+  };
+  const putByte = async (n: number): Promise<void> => {
+    if (pos + 1 > buf.length) await flush();
+    buf[pos++] = n;
   };
   try {
     const scope = Buffer.from(store.scope);
-    await push(Buffer.concat([DUMP_MAGIC, Buffer.from([DUMP_VERSION]), varint(scope.length), scope]));
+    await put(DUMP_MAGIC);
+    await putByte(DUMP_VERSION);
+    await putVarint(scope.length);
+    await put(scope);
     const scalars = await store.dump(async (suffix, value) => {
       const key = Buffer.from(suffix);
-      await push(Buffer.concat([Buffer.from([ROW]), varint(key.length), key, varint(value.length), value]));
+      await putByte(ROW);
+      await putVarint(key.length);
+      await put(key);
+      await putVarint(value.length);
+      await put(value);
       rows++;
     }, signal);
-    await push(Buffer.concat([Buffer.from([END]), varint(rows)]));
+    await putByte(END);
+    await putVarint(rows);
     await flush();
     const trailer = Buffer.alloc(4);
     trailer.writeUInt32BE(crc);

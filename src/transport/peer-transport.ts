@@ -12,7 +12,7 @@
 // the caller's peer id) and the caller must be a member of the addressed scope; anything else is dropped,
 // logged and counted. Bad envelopes never end the stream: a peer's bug must not cut the group off.
 
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import {
   type ChannelOptions,
@@ -96,7 +96,7 @@ interface PeerLink {
   queue: Envelope[];
 }
 
-const DEFAULTS = { reconnectMs: 500, snapshotChunkBytes: 1 << 20, maxBufferedBytes: 64 << 20 };
+const DEFAULTS = { reconnectMs: 500, snapshotChunkBytes: 256 << 10, maxBufferedBytes: 64 << 20 };
 
 export class PeerTransport {
   readonly #c: PeerTransportComponents;
@@ -258,19 +258,24 @@ export class PeerTransport {
         call.write({
           header: { scope, message: envelopeToWire({ scope, message: m }).message, totalBytes: file.bytes },
         });
-        // Chunks read from the file as the stream drains: memory stays at a chunk or two.
-        const source = createReadStream(file.path, { highWaterMark: this.#opts.snapshotChunkBytes });
-        source.on('data', (chunk) => {
-          if (!call.write({ chunk })) {
-            source.pause();
-            call.once('drain', () => source.resume());
-          }
-        });
-        source.on('end', () => call.end());
-        source.on('error', (e) => {
-          call.cancel();
-          done(false, e.message);
-        });
+        // One chunk at a time, read into one reused buffer and written only once the previous one has
+        // been handed to HTTP/2: memory stays at a chunk whatever the snapshot's size (a stream that
+        // buffered ahead, or a buffer per chunk left to the GC, cost ~1.7x the snapshot on the leader).
+        void streamFile(
+          file.path,
+          file.bytes,
+          this.#opts.snapshotChunkBytes,
+          (chunk) =>
+            new Promise<void>((resolve, reject) => {
+              call.write({ chunk }, (error?: Error | null) => (error ? reject(error) : resolve()));
+            }),
+        ).then(
+          () => call.end(),
+          (error: Error) => {
+            call.cancel();
+            done(false, error.message);
+          },
+        );
       },
       (error: Error) => done(false, `could not write the snapshot file: ${error.message}`),
     );
@@ -450,6 +455,27 @@ export function consensusHandlers(
 }
 
 const EMPTY = new Uint8Array(0);
+
+/** Reads `bytes` of a file in order into one reused buffer, awaiting `write` for each chunk. */
+async function streamFile(
+  path: string,
+  bytes: number,
+  chunkBytes: number,
+  write: (chunk: Buffer) => Promise<void>,
+): Promise<void> {
+  const file = await open(path, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(chunkBytes);
+    for (let at = 0; at < bytes; ) {
+      const { bytesRead } = await file.read(buf, 0, Math.min(chunkBytes, bytes - at), at);
+      if (bytesRead === 0) throw new Error(`snapshot file ${path} ended at byte ${at} of ${bytes}`);
+      await write(buf.subarray(0, bytesRead));
+      at += bytesRead;
+    }
+  } finally {
+    await file.close();
+  }
+}
 
 async function syncFile(path: string): Promise<void> {
   const file = await open(path, 'r+');
