@@ -6,7 +6,7 @@
 // the checker's business (a register acknowledged before the final read, and not possibly undone by a
 // deregister, must be in it). The same loss is also looked for explicitly, in plain words (`lost`).
 
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { checkLinearizability } from '../checker/linearizability.ts';
@@ -90,6 +90,8 @@ export interface JepsenReport {
   readonly partitions: string[];
   readonly proxy: { forwarded: number; refused: number };
   readonly unexpectedExits: number;
+  /** Snapshots the anchors installed (catch-up by snapshot under faults), from their logs. */
+  readonly snapshotsInstalled: number;
   readonly verdict: 'linearizable' | 'not linearizable' | 'unknown' | 'not checked';
   readonly checkerReason?: string;
   readonly checkMs: number;
@@ -265,6 +267,7 @@ export async function runJepsen(o: JepsenOptions): Promise<JepsenReport> {
     partitions: nemesis.events.filter((e) => e.event === 'partition').map((e) => e.detail ?? ''),
     proxy: cluster.proxyStats(),
     unexpectedExits,
+    snapshotsInstalled: countLogLines(dir, '"msg":"installed a snapshot"'),
     verdict,
     ...(checkerReason !== undefined ? { checkerReason } : {}),
     checkMs,
@@ -391,6 +394,20 @@ function tally(items: readonly string[]): string {
   return [...n].map(([i, k]) => (k > 1 ? `${i} ×${k}` : i)).join('; ');
 }
 
+/** Lines containing `text` in the anchors' saved logs (`<dir>/*.log`). */
+function countLogLines(dir: string, text: string): number {
+  let n = 0;
+  try {
+    for (const f of readdirSync(dir)) {
+      if (!f.endsWith('.log')) continue;
+      for (const line of readFileSync(join(dir, f), 'utf8').split('\n')) if (line.includes(text)) n++;
+    }
+  } catch {
+    // no logs
+  }
+  return n;
+}
+
 /** The summary a person reads. */
 export function formatReport(r: JepsenReport): string {
   const o = r.options;
@@ -406,6 +423,7 @@ export function formatReport(r: JepsenReport): string {
     `  final reads ${r.finalReads.ok}/${r.finalReads.names} names`,
     `faults: kill ${r.faults.kill}, pause ${r.faults.pause}, partition ${r.faults.partition} (of which stale-leader ${r.faults.staleLeader}); proxy connections forwarded ${r.proxy.forwarded}, refused ${r.proxy.refused}`,
     `partitions: ${r.partitions.length === 0 ? 'none' : tally(r.partitions)}`,
+    `snapshots installed by lagging anchors: ${r.snapshotsInstalled}`,
     `checker: ${r.verdict} (${(r.checkMs / 1000).toFixed(1)} s)`,
   ];
   if (r.violation) {
