@@ -29,6 +29,7 @@ describe('TTL checks across a restart (a real anchor)', function () {
     dir = await tempDir('ttl-restart');
     let anchor: AnchorProcess = await startAnchorProcess({ dataDir: dir, scopes: [SCOPE] });
     let c = client(anchor.info.grpc, 'Registry');
+    await eventually('the scope to be served', async () => c.call('Resolve', { name: `${SCOPE}/x` }));
     // Enough names that the rebuild takes several pages; the TTL instances sort last.
     for (let n = 0; n < 1_000; n++) {
       await c.call('Register', {
