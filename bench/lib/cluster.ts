@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { Etcd3 } from 'etcd3';
 import { callOnce as aqCall } from '../../src/api/unary-call.ts';
 import { loopbackAnchorArgs } from '../../src/cli/anchor-args.ts';
-import { eventually } from '../../test/integration/anchor-harness.ts';
+import { type AnchorInfo, eventually } from '../../test/integration/anchor-harness.ts';
 import { commOf, programOf } from './procstat.ts';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -107,13 +107,7 @@ async function verifyProgram(pid: number, program: string): Promise<void> {
 
 // ---------------------------------------------------------------- aqmesh
 
-export interface AnchorInfo {
-  peerId: string;
-  grpc: string;
-  peer: string;
-  http: string;
-  p2p: string[];
-}
+export type { AnchorInfo };
 
 export interface Anchor {
   name: string;
