@@ -359,7 +359,14 @@ export class RocksRegistryStore implements RegistryStore {
    * atomic batch. On failure nothing is written and the changes stay pending (a later commit retries).
    */
   commit(options: CommitOptions = {}): void {
-    if (!this.dirty) return;
+    if (!this.dirty) {
+      // Nothing new, but earlier commits may be unsynced: a synced write of the meta syncs the WAL
+      // behind them too (compaction relies on it before dropping the log).
+      if (options.sync === true) {
+        this.#write((batch) => batch._put(this.#metaKey, this.#encodeMeta(this.#scalars, this.#clock)), true);
+      }
+      return;
+    }
     const encodedBytes = new Map<string, number>();
     this.#write((batch) => {
       for (const [name, record] of this.#overlay) {

@@ -391,6 +391,21 @@ describe('RocksRegistryStore (the registry state in RocksDB)', function () {
     expect((await rawEntries(path, 'r/x/')).map(([k]) => k)).to.deep.equal(['r/x/meta', 'r/x/n/only']);
   });
 
+  it('a synced commit with nothing new still writes (its fsync covers the unsynced commits before it)', async () => {
+    const db = (raft as RocksRaftStore).database as unknown as { getProperty(p: string): string };
+    const entries = () => Number(db.getProperty('rocksdb.num-entries-active-mem-table'));
+    const store = RocksRegistryStore.forScope(raft as RocksRaftStore, 'synced');
+    const sm = new RegistryStateMachine({ store });
+    sm.apply(1, reg('a', inst('i')));
+    store.commit(); // unsynced
+    const before = entries();
+    store.commit(); // clean, unsynced: nothing to do
+    expect(entries()).to.equal(before);
+    store.commit({ sync: true }); // clean, synced: one synced write of the meta
+    expect(entries()).to.equal(before + 1);
+    expect(new RegistryStateMachine({ store }).resolve('a').instances).to.have.length(1);
+  });
+
   it('bounds the decoded-record cache by estimated heap bytes as well as by count', async () => {
     const store = RocksRegistryStore.forScope(raft as RocksRaftStore, 'bytes', { cacheBytes: 20_000 });
     const sm = new RegistryStateMachine({ store });
