@@ -14,6 +14,7 @@
 
 import { createWriteStream } from 'node:fs';
 import { open } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import {
   type ChannelOptions,
   type ClientWritableStream,
@@ -477,11 +478,17 @@ async function streamFile(
   }
 }
 
+/** fsyncs a new file and its directory (so that the file's name survives a power loss too). */
 async function syncFile(path: string): Promise<void> {
-  const file = await open(path, 'r+');
-  try {
-    await file.sync();
-  } finally {
-    await file.close();
+  for (const [target, flags] of [
+    [path, 'r+'],
+    [dirname(path), 'r'],
+  ] as const) {
+    const handle = await open(target, flags);
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
   }
 }
