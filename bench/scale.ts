@@ -8,7 +8,7 @@
 //                       [--resolve-seconds 5] [--updates 60000] [--keep]
 
 import { type ChildProcess, execFileSync, fork } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -29,7 +29,7 @@ import {
 } from './lib/cluster.ts';
 import { nameOf, SCALE_PER_NAME, SCOPE } from './lib/data.ts';
 import type { LoadMessage, LoadTask } from './lib/load-worker.ts';
-import { peakRssMiB } from './lib/procstat.ts';
+import { peakRssMiB, rssMiB } from './lib/procstat.ts';
 
 const { values: flags } = parseArgs({
   options: {
@@ -74,16 +74,6 @@ let stopping = false;
 const peakRss = new Map<string, number>();
 let group: AnchorGroup & { bootstrap: string };
 
-function currentRssMiB(pid: number): number | undefined {
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const m = /^VmRSS:\s+(\d+) kB$/m.exec(status);
-    return m ? Number(m[1]) / 1024 : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 function notePeak(a: Anchor): void {
   const hwm = peakRssMiB(a.pid);
   if (hwm !== undefined) peakRss.set(a.name, Math.max(peakRss.get(a.name) ?? 0, hwm));
@@ -93,7 +83,7 @@ function notePeak(a: Anchor): void {
 async function rssLine(): Promise<string> {
   const parts = await Promise.all(
     group.anchors.map(async (a) => {
-      const rss = Math.round(currentRssMiB(a.pid) ?? 0);
+      const rss = Math.round(rssMiB(a.pid) ?? 0);
       try {
         const text = await (
           await fetch(`http://${a.info.http}/metrics`, { signal: AbortSignal.timeout(2_000) })

@@ -34,15 +34,25 @@ export function cpuMicros(pid: number): number | undefined {
   return ((utime + stime) * 1e6) / clockTicks();
 }
 
-/** Peak resident set size (VmHWM) in MiB, or undefined when the process is gone. */
-export function peakRssMiB(pid: number): number | undefined {
+/** A kB field of /proc/<pid>/status in MiB, or undefined when the process is gone. */
+function statusMiB(pid: number, field: 'VmHWM' | 'VmRSS'): number | undefined {
   try {
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const m = /^VmHWM:\s+(\d+) kB$/m.exec(status);
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(status);
     return m ? Number(m[1]) / 1024 : undefined;
   } catch {
     return undefined;
   }
+}
+
+/** Peak resident set size (VmHWM) in MiB, or undefined when the process is gone. */
+export function peakRssMiB(pid: number): number | undefined {
+  return statusMiB(pid, 'VmHWM');
+}
+
+/** Current resident set size (VmRSS) in MiB, or undefined when the process is gone. */
+export function rssMiB(pid: number): number | undefined {
+  return statusMiB(pid, 'VmRSS');
 }
 
 /** The process's command name (/proc/<pid>/comm), or undefined when it is gone. */
