@@ -333,12 +333,7 @@ export function registryHandlers(c: RegistryServiceComponents) {
           throw new ApiError(status.UNAVAILABLE, `scope ${owner.name} has no leader right now; retry`);
         return forward(leader, 'Registry', 'Heartbeat', { name, id }, deadlineSignal(call));
       }
-      let health = owner.ttl.heartbeat(name, id);
-      if (health === 'unknown') {
-        // Not tracked (yet): the TTL rebuild after a restart may not have reached this name.
-        owner.ttl.observe(owner.group.resolveLocal(name));
-        health = owner.ttl.heartbeat(name, id);
-      }
+      const health = owner.ttl.heartbeat(name, id);
       if (health === 'unknown') {
         throw new ApiError(
           status.NOT_FOUND,

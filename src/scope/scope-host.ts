@@ -161,6 +161,7 @@ export class ScopeHost implements ConsensusReceiver {
     const ttl = new TtlMonitor({
       now: this.#now,
       proposeHealth: (name, id, health) => this.#proposeHealth(scope, name, id, health),
+      lookup: (name) => registry.machine.resolve(name),
     });
     const group = new ScopeGroup(
       {
@@ -298,7 +299,7 @@ const rebuilds = new WeakMap<TtlMonitor, number>();
  * Tracks every instance with a TTL check after a restart or a snapshot install. Scanning the registry
  * decodes every record (~10 s for a million instances), so it runs a page at a time between other work,
  * never blocking the event loop: until it reaches a name, that name's TTL instances are not tracked (they
- * cannot expire yet, and a heartbeat for one looks it up directly, see registry-service.ts). Changes
+ * cannot expire yet, and a heartbeat for one looks it up directly: TtlMonitorComponents.lookup). Changes
  * applied meanwhile are observed as usual; a page read later sees the state after them.
  */
 function rebuildTtl(ttl: TtlMonitor, machine: RegistryStateMachine): void {

@@ -24,6 +24,11 @@ export interface TtlMonitorComponents {
   readonly now: () => number;
   /** Proposes a health change (leader only); the monitor learns the outcome from the applied change. */
   readonly proposeHealth: (name: string, id: string, health: Health) => void;
+  /**
+   * The name's current instances, read from the registry: a heartbeat for an instance not tracked yet
+   * (the rebuild after a restart has not reached its name) is checked against it.
+   */
+  readonly lookup?: (name: string) => NameChange;
 }
 
 const REPROPOSE_MS = 2_000;
@@ -90,7 +95,11 @@ export class TtlMonitor {
 
   /** A heartbeat reached the leader: 'unknown' when the instance has no TTL check here. */
   heartbeat(name: string, id: string): Health | 'unknown' {
-    const t = this.#tracked.get(name)?.get(id);
+    let t = this.#tracked.get(name)?.get(id);
+    if (t === undefined && this.#c.lookup !== undefined) {
+      this.observe(this.#c.lookup(name));
+      t = this.#tracked.get(name)?.get(id);
+    }
     if (t === undefined) return 'unknown';
     const now = this.#c.now();
     t.deadline = now + t.ttlMs;

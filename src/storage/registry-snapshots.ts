@@ -19,7 +19,7 @@
 //   end   := 0x00 rowCount:varint crc32:u32be (CRC-32 of every byte before it)
 // Varints are unsigned LEB128. Every value also carries the store's own CRC over its key.
 
-import { mkdir, open, readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import type { Snapshot } from '../consensus/index.ts';
@@ -258,10 +258,6 @@ export class SnapshotDirectory {
 
   path(file: string): string {
     return join(this.dir, file);
-  }
-
-  async size(file: string): Promise<number> {
-    return (await stat(this.path(file))).size;
   }
 
   async remove(file: string): Promise<void> {

@@ -26,6 +26,20 @@ function monitor() {
 }
 
 describe('TtlMonitor', () => {
+  it('checks a heartbeat for an untracked instance against the registry (lookup) before saying unknown', () => {
+    const registry = new Map([['late', [inst('w', 1000), inst('x', 0)]]]);
+    const m = new TtlMonitor({
+      now: () => 0,
+      proposeHealth: () => {},
+      lookup: (name) => ({ name, instances: registry.get(name) ?? [], modifyIndex: 1 }),
+    });
+    expect(m.size).to.equal(0);
+    expect(m.heartbeat('late', 'w')).to.equal('passing'); // tracked from the lookup
+    expect(m.size).to.equal(1);
+    expect(m.heartbeat('late', 'x')).to.equal('unknown'); // no TTL check
+    expect(m.heartbeat('absent', 'w')).to.equal('unknown');
+  });
+
   it('tracks only instances with a TTL, per name, and forgets removed ones', () => {
     const { m } = monitor();
     m.observe({ name: 'a', instances: [inst('1', 1000), inst('2', 0)], modifyIndex: 1 });
