@@ -12,12 +12,16 @@ import { Server, ServerCredentials, type ServiceDefinition, status } from '@grpc
 import { ReflectionService } from '@grpc/reflection';
 import { type Logger, pino } from 'pino';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { Admission } from '../api/admission.ts';
+import { governanceHandlers } from '../api/governance-service.ts';
 import { httpServer } from '../api/http.ts';
+import { lineageHandlers } from '../api/lineage-service.ts';
 import { loadProtos, reflectionDefinition, serviceClient } from '../api/proto.ts';
 import { LIMITS, registryHandlers } from '../api/registry-service.ts';
 import { isMutation, MUTATIONS, type Mutation } from '../consensus/index.ts';
+import { openGenesis, scopeIdOf } from '../governance/genesis.ts';
 import { loadOrCreateSeed } from '../identity/key-file.ts';
-import { NodeSigner } from '../identity/signer.ts';
+import { NodeSigner, NodeVerifier } from '../identity/signer.ts';
 import { Mesh } from '../mesh/index.ts';
 import { ScopeHost, storageScopeId } from '../scope/scope-host.ts';
 import { fileSnapshotData, RocksRegistryHost, SnapshotDirectory } from '../storage/registry-snapshots.ts';
@@ -92,6 +96,7 @@ async function start(
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   const seed = await loadOrCreateSeed(config.dataDir, signal ? { signal } : {});
   const signer = new NodeSigner(seed);
+  const verifier = new NodeVerifier();
   const identity = await peerTlsIdentity(seed);
   const self = identity.peerId;
 
@@ -170,7 +175,11 @@ async function start(
       transport,
       logger: logger.child({ module: 'scope' }),
       storageFor: (scope) => raftStore.forScope(storageScopeId(scope)),
+      signer,
+      // A scope founded here starts from its --genesis file, else from the open genesis of its name.
+      genesisFor: (scope) => config.geneses.find((g) => g.name === scope) ?? openGenesis(scope),
       registryFor: async (scope, onChange) => {
+        const genesis = config.geneses.find((g) => g.name === scope);
         const registry = await RocksRegistryHost.open(
           // The registry database is opened as a RocksRaftStore only to share its open/close code; it
           // holds no Raft keys.
@@ -180,6 +189,8 @@ async function start(
           }),
           onChange,
           snapshotFiles,
+          // Only an explicit genesis pins the scope id: a joiner learns its group's genesis from the log.
+          genesis === undefined ? { verifier } : { verifier, expectedScopeId: scopeIdOf(genesis) },
         );
         registries.set(scope, registry);
         return registry;
@@ -228,10 +239,12 @@ async function start(
   const { grpc } = loadProtos();
   const descriptors = reflectionDefinition();
   const v1 = (grpc.aq as Record<string, unknown>).v1 as Record<string, { service: ServiceDefinition }>;
+  const admission = new Admission({ signer, verifier });
   const api = registryHandlers({
     host,
     claimed: config.scopes,
     signer,
+    admission,
     self,
     directory: { grpcAddress: (peer) => mesh?.lookup(peer)?.grpc },
     registryClient: serviceClient('Registry'),
@@ -247,10 +260,17 @@ async function start(
   });
   clientServer.addService((v1.Registry as { service: ServiceDefinition }).service, api.registry);
   clientServer.addService((v1.Membership as { service: ServiceDefinition }).service, api.membership);
-  // Reflection lists what each port serves: the client API here, Consensus on the peer port.
-  new ReflectionService(descriptors, { services: ['aq.v1.Registry', 'aq.v1.Membership'] }).addToServer(
-    clientServer,
+  const lineageApi = lineageHandlers({ host, admission, logger: logger.child({ module: 'lineage' }) });
+  stack.push(() => lineageApi.close());
+  clientServer.addService((v1.Lineage as { service: ServiceDefinition }).service, lineageApi.handlers);
+  clientServer.addService(
+    (v1.Governance as { service: ServiceDefinition }).service,
+    governanceHandlers({ host, admission, logger: logger.child({ module: 'governance' }) }),
   );
+  // Reflection lists what each port serves: the client API here, Consensus on the peer port.
+  new ReflectionService(descriptors, {
+    services: ['aq.v1.Registry', 'aq.v1.Membership', 'aq.v1.Lineage', 'aq.v1.Governance'],
+  }).addToServer(clientServer);
   const grpcPort = await bind(clientServer, config.grpc, ServerCredentials.createInsecure(), 'grpc');
   stack.push(() => shutdown(clientServer));
 

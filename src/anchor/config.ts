@@ -1,3 +1,5 @@
+import type { Genesis } from '../governance/genesis.ts';
+
 // The configuration of one anchor process: what `aq anchor start` builds from its flags and config file
 // (src/cli/), and what startAnchor() (src/anchor/anchor.ts) runs. Port 0 means "pick one"; the defaults
 // are fixed ports on loopback (7400-7403) so that a lone anchor and the CLI find each other.
@@ -18,6 +20,11 @@ export interface AnchorConfig {
   readonly region: string;
   /** Scope names this anchor claims (it founds, rejoins or joins each one's group). */
   readonly scopes: readonly string[];
+  /**
+   * Geneses of scopes this anchor founds (--genesis FILE, each also claimed). A claimed scope without one
+   * is *open*: founded from the open genesis of its name, it admits unauthenticated changes.
+   */
+  readonly geneses: readonly Genesis[];
   /** Form a new scope group once this many anchors claiming the scope have met (1: alone). */
   readonly bootstrapExpect: number;
   /** pino level: fatal, error, warn, info, debug, trace. */
@@ -39,6 +46,7 @@ export const DEFAULT_ANCHOR_CONFIG: Omit<AnchorConfig, 'dataDir'> = {
   bootstrap: [],
   region: 'local',
   scopes: [],
+  geneses: [],
   bootstrapExpect: 1,
   logLevel: 'info',
   cacheMb: 64,

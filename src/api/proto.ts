@@ -10,7 +10,12 @@ import { loadSync, type PackageDefinition } from '@grpc/proto-loader';
 import { PROTO_LOADER_OPTIONS } from '../transport/consensus-codec.ts';
 
 export const PROTO_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'proto');
-export const PROTO_FILES = ['aq/v1/registry.proto', 'aq/v1/consensus.proto'];
+export const PROTO_FILES = [
+  'aq/v1/registry.proto',
+  'aq/v1/consensus.proto',
+  'aq/v1/lineage.proto',
+  'aq/v1/governance.proto',
+];
 
 let cached: { definition: PackageDefinition; grpc: GrpcObject } | null = null;
 
@@ -47,7 +52,9 @@ function strictDecoding(definition: PackageDefinition): PackageDefinition {
 }
 
 /** The client constructor of a service in package aq.v1, e.g. serviceClient('Registry'). */
-export function serviceClient(name: 'Registry' | 'Membership' | 'Consensus'): ServiceClientConstructor {
+export function serviceClient(
+  name: 'Registry' | 'Membership' | 'Consensus' | 'Lineage' | 'Governance',
+): ServiceClientConstructor {
   const aq = loadProtos().grpc.aq as GrpcObject;
   const v1 = aq.v1 as GrpcObject;
   return v1[name] as ServiceClientConstructor;

@@ -8,14 +8,15 @@ import {
   type handleServerStreamingCall,
   type handleUnaryCall,
   Metadata,
-  type ServerErrorResponse,
   type ServerWritableStream,
   type ServiceClientConstructor,
   status,
 } from '@grpc/grpc-js';
+import { bytesToHex } from '@noble/hashes/utils.js';
 import type { Logger } from 'pino';
-import { ProposalDroppedError } from '../consensus/index.ts';
+import { peerIdOfPublicKey } from '../identity/peer-id.ts';
 import type { Signer } from '../identity/signer.ts';
+import { decodeEntry } from '../lineage/entry.ts';
 import {
   encodeCommand,
   type Health,
@@ -25,10 +26,10 @@ import {
   validateName,
   validateSession,
 } from '../registry/index.ts';
-import { receiptBytes } from '../registry/receipt.ts';
-import { ScopeRequestError } from '../scope/scope-group.ts';
 import type { HostedScope, ScopeHost } from '../scope/scope-host.ts';
 import type { NameChange, WatchEvent, WatchFilter } from '../scope/watch-hub.ts';
+import { type Admission, refusalOf, type WireAuth } from './admission.ts';
+import { ApiError, toServiceError } from './api-error.ts';
 
 /** Limits of the client API (documented in README.md). */
 export const LIMITS = {
@@ -63,6 +64,8 @@ export interface RegistryServiceComponents {
   /** The scopes this anchor claims: one not hosted yet is starting (UNAVAILABLE), not foreign (NOT_FOUND). */
   readonly claimed?: readonly string[];
   readonly signer: Signer;
+  /** Checks signed requests and signs what this anchor admits. */
+  readonly admission: Admission;
   readonly self: string;
   readonly directory: ClientDirectory;
   readonly registryClient: ServiceClientConstructor;
@@ -70,17 +73,6 @@ export interface RegistryServiceComponents {
   readonly logger: Logger;
   /** Observes each call's duration, for the per-method latency histogram. */
   readonly observe?: (method: string, code: status, seconds: number) => void;
-}
-
-class ApiError extends Error {
-  override readonly name = 'ApiError';
-  readonly code: status;
-  readonly metadata: Metadata | undefined;
-  constructor(code: status, message: string, metadata?: Metadata) {
-    super(message);
-    this.code = code;
-    this.metadata = metadata;
-  }
 }
 
 const HEALTH_TO_WIRE: Record<Health, string> = {
@@ -128,14 +120,16 @@ function instanceFromWire(w: Partial<WireInstance> | null | undefined): Instance
   };
 }
 
-function answerToWire(scope: string, a: ResolveAnswer, applied: number, only: Health | null) {
+function answerToWire(owner: HostedScope, a: ResolveAnswer, only: Health | null) {
   const instances = only === null ? a.instances : a.instances.filter((i) => i.health === only);
   return {
     name: a.name,
-    scope,
+    scope: owner.name,
     instances: instances.map(instanceToWire),
     index: a.modifyIndex,
-    appliedIndex: applied,
+    appliedIndex: owner.group.appliedIndex,
+    // Lineage re-enters the index: the answer reflects the lineage up to this size.
+    lineageSize: owner.group.registry.lineage.size,
   };
 }
 
@@ -148,6 +142,33 @@ export function registryHandlers(c: RegistryServiceComponents) {
     const error = validateName(n);
     if (error !== null) throw new ApiError(status.INVALID_ARGUMENT, `${what}: ${error.message}`);
     return n;
+  };
+
+  /**
+   * The receipt of an applied registration: the lineage entry the log holds for it (read back from this
+   * member's log, so a retried request gets the first application's entry) and its admitting signature.
+   */
+  const receiptOf = (
+    owner: HostedScope,
+    index: number,
+    lineageIndex: number | undefined,
+    name: string,
+    instance: Instance,
+  ) => {
+    const machine = owner.group.registry;
+    const base = { scope: owner.name, name, instance: instanceToWire(instance), index, anchor: c.self };
+    if (lineageIndex === undefined || lineageIndex >= machine.lineage.size)
+      return { ...base, signature: new Uint8Array(0) };
+    const entry = machine.lineage.entry(lineageIndex);
+    const decoded = decodeEntry(entry);
+    return {
+      ...base,
+      anchor: peerIdOfPublicKey(decoded.signer),
+      signature: decoded.signature,
+      scopeId: bytesToHex(decoded.scopeId),
+      lineageIndex,
+      entry,
+    };
   };
 
   /** A claimed scope owning `name` that is not in its group yet (the anchor is starting or joining). */
@@ -286,22 +307,35 @@ export function registryHandlers(c: RegistryServiceComponents) {
       if (invalid !== null) throw new ApiError(status.INVALID_ARGUMENT, invalid.message);
       const owner = ownerOf(name);
       if (req.noForward === true && !owner.group.isLeader) throw notLeader(owner);
+      const signal = deadlineSignal(call);
+      await c.admission.ready(() => owner.group.registry, signal);
+      const machine = owner.group.registry;
+      const signed = req.auth !== null && req.auth !== undefined;
+      if (signed && String(req.clientId ?? '') === '')
+        throw new ApiError(
+          status.INVALID_ARGUMENT,
+          'a signed request needs client_id and seq (they are part of what is signed)',
+        );
       const s = session(req.clientId, req.seq);
-      const data = encodeCommand({ type: 'register', name, instance, session: s });
-      const result = await owner.group.propose(data, `${s.client}#${s.seq}`, deadlineSignal(call));
-      if (result.type === 'rejected') throw new ApiError(status.INVALID_ARGUMENT, result.message);
+      const bare = { type: 'register', name, instance, session: s } as const;
+      const auth = c.admission.check(
+        machine,
+        req.auth as WireAuth,
+        'register',
+        name,
+        () => encodeCommand(bare),
+        instance.tags,
+      );
+      const command = encodeCommand(auth === undefined ? bare : { ...bare, auth });
+      const result = await owner.group.propose(
+        c.admission.admit(machine, command),
+        `${s.client}#${s.seq}`,
+        signal,
+      );
+      if (result.type === 'rejected') throw refusalOf(result.code, result.message);
       if (result.type !== 'register') throw new ApiError(status.INTERNAL, `unexpected result ${result.type}`);
-      const body = { scope: owner.name, index: result.index, name, instance };
-      const signature = c.signer.sign(receiptBytes(body));
       return {
-        receipt: {
-          scope: owner.name,
-          name,
-          instance: instanceToWire(instance),
-          index: result.index,
-          anchor: c.self,
-          signature,
-        },
+        receipt: receiptOf(owner, result.index, result.lineageIndex, name, instance),
         index: result.modifyIndex,
       };
     }),
@@ -313,13 +347,29 @@ export function registryHandlers(c: RegistryServiceComponents) {
       if (id === '') throw new ApiError(status.INVALID_ARGUMENT, 'id is missing');
       const owner = ownerOf(name);
       if (req.noForward === true && !owner.group.isLeader) throw notLeader(owner);
+      const signal = deadlineSignal(call);
+      await c.admission.ready(() => owner.group.registry, signal);
+      const machine = owner.group.registry;
+      if (req.auth !== null && req.auth !== undefined && String(req.clientId ?? '') === '')
+        throw new ApiError(
+          status.INVALID_ARGUMENT,
+          'a signed request needs client_id and seq (they are part of what is signed)',
+        );
       const s = session(req.clientId, req.seq);
-      const data = encodeCommand({ type: 'deregister', name, id, session: s });
-      const result = await owner.group.propose(data, `${s.client}#${s.seq}`, deadlineSignal(call));
-      if (result.type === 'rejected') throw new ApiError(status.INVALID_ARGUMENT, result.message);
+      const bare = { type: 'deregister', name, id, session: s } as const;
+      const auth = c.admission.check(machine, req.auth as WireAuth, 'deregister', name, () =>
+        encodeCommand(bare),
+      );
+      const command = encodeCommand(auth === undefined ? bare : { ...bare, auth });
+      const result = await owner.group.propose(
+        c.admission.admit(machine, command),
+        `${s.client}#${s.seq}`,
+        signal,
+      );
+      if (result.type === 'rejected') throw refusalOf(result.code, result.message);
       if (result.type !== 'deregister')
         throw new ApiError(status.INTERNAL, `unexpected result ${result.type}`);
-      return { removed: result.removed, index: result.modifyIndex };
+      return { removed: result.removed, index: result.modifyIndex, lineageIndex: result.lineageIndex ?? 0 };
     }),
 
     Heartbeat: unary<Record<string, unknown>, unknown>('Heartbeat', async (call) => {
@@ -327,6 +377,10 @@ export function registryHandlers(c: RegistryServiceComponents) {
       const id = String(call.request.id ?? '');
       if (id === '') throw new ApiError(status.INVALID_ARGUMENT, 'id is missing');
       const owner = ownerOf(name);
+      await c.admission.ready(() => owner.group.registry, deadlineSignal(call));
+      c.admission.check(owner.group.registry, call.request.auth as WireAuth, 'heartbeat', name, () =>
+        new TextEncoder().encode(`${name}/${id}`),
+      );
       if (!owner.group.isLeader) {
         const leader = owner.group.leader;
         if (leader === '')
@@ -347,9 +401,13 @@ export function registryHandlers(c: RegistryServiceComponents) {
       const req = call.request;
       const name = checkName(req.name);
       const owner = ownerOf(name);
+      await c.admission.ready(() => owner.group.registry, deadlineSignal(call));
+      c.admission.check(owner.group.registry, req.auth as WireAuth, 'resolve', name, () =>
+        new TextEncoder().encode(name),
+      );
       if (req.consistency !== 'CONSISTENCY_STALE') await owner.group.linearizableRead(deadlineSignal(call));
       const answer = owner.group.resolveLocal(name);
-      return answerToWire(owner.name, answer, owner.group.appliedIndex, healthFromWire(req.health, null));
+      return answerToWire(owner, answer, healthFromWire(req.health, null));
     }),
 
     List: unary<Record<string, unknown>, unknown>('List', async (call) => {
@@ -365,6 +423,12 @@ export function registryHandlers(c: RegistryServiceComponents) {
       }
       const after = String(req.after ?? '');
       const groups = prefix === '' ? host.scopes() : [ownerOf(prefix)];
+      for (const g of groups) {
+        await c.admission.ready(() => g.group.registry, deadlineSignal(call));
+        c.admission.check(g.group.registry, req.auth as WireAuth, 'resolve', prefix, () =>
+          new TextEncoder().encode(prefix),
+        );
+      }
       const signal = deadlineSignal(call);
       if (req.consistency !== 'CONSISTENCY_STALE') {
         await Promise.all(groups.map((g) => g.group.linearizableRead(signal)));
@@ -372,7 +436,7 @@ export function registryHandlers(c: RegistryServiceComponents) {
       const names: ReturnType<typeof answerToWire>[] = [];
       for (const g of groups) {
         for (const a of g.group.registry.list(prefix, after, limit + 1)) {
-          names.push(answerToWire(g.name, a, g.group.appliedIndex, null));
+          names.push(answerToWire(g, a, null));
         }
       }
       names.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
@@ -399,6 +463,9 @@ export function registryHandlers(c: RegistryServiceComponents) {
           }
           owner = served[0] as HostedScope;
         } else owner = ownerOf(name);
+        c.admission.check(owner.group.registry, req.auth as WireAuth, 'resolve', name, () =>
+          new TextEncoder().encode(name),
+        );
         filter = { name, prefix };
       } catch (error) {
         call.emit('error', toServiceError(error, c.logger, 'Watch'));
@@ -509,42 +576,5 @@ export function registryHandlers(c: RegistryServiceComponents) {
     close: () => {
       for (const f of forwarders.values()) (f as unknown as { close(): void }).close();
     },
-  };
-}
-
-function toServiceError(
-  error: unknown,
-  logger: Logger,
-  method: string,
-): Partial<ServerErrorResponse> & { code: status } {
-  if (error instanceof ApiError) {
-    return {
-      code: error.code,
-      details: error.message,
-      ...(error.metadata ? { metadata: error.metadata } : {}),
-    };
-  }
-  if (error instanceof ScopeRequestError) {
-    const code =
-      error.code === 'stopped'
-        ? status.UNAVAILABLE
-        : error.code === 'deadline'
-          ? status.DEADLINE_EXCEEDED
-          : status.UNAVAILABLE;
-    return { code, details: error.message };
-  }
-  if (error instanceof ProposalDroppedError)
-    return { code: status.UNAVAILABLE, details: `${error.message}; retry` };
-  if (error instanceof Error && (error.name === 'TimeoutError' || error.name === 'AbortError')) {
-    return {
-      code: status.DEADLINE_EXCEEDED,
-      details:
-        'not committed before the deadline: the outcome is unknown; retry with the same client_id and seq',
-    };
-  }
-  logger.error({ err: error, method }, 'request failed unexpectedly');
-  return {
-    code: status.INTERNAL,
-    details: `internal error in ${method}: ${(error as Error)?.message ?? String(error)}`,
   };
 }

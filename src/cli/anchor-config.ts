@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { type AnchorConfig, DEFAULT_ANCHOR_CONFIG } from '../anchor/config.ts';
 import { quote, validateName } from '../registry/names.ts';
 import { oneLine, usageError } from './errors.ts';
+import { readGenesisFile } from './governance-files.ts';
 import { describe, parseHostPort, parseInteger } from './parse.ts';
 
 /** The flags of `aq anchor start` as commander hands them over (strings, lists for repeatable ones). */
@@ -23,6 +24,7 @@ export interface AnchorFlags {
   readonly bootstrap?: readonly string[] | undefined;
   readonly region?: string | undefined;
   readonly scope?: readonly string[] | undefined;
+  readonly genesis?: readonly string[] | undefined;
   readonly bootstrapExpect?: string | undefined;
   readonly logLevel?: string | undefined;
   readonly cacheMb?: string | undefined;
@@ -56,6 +58,7 @@ const FILE_KEYS = {
   bootstrap: 'list',
   region: 'string',
   scope: 'list',
+  genesis: 'list',
   'bootstrap-expect': 'integer',
   'log-level': 'string',
   'cache-mb': 'integer',
@@ -89,12 +92,12 @@ export function buildAnchorConfig(flags: AnchorFlags, file?: ConfigFile): BuiltA
   const source = (flag: FileKey, fromFlag: boolean): string =>
     fromFlag || file === undefined ? `--${flag}` : `${quote(flag)} in config file ${quote(file.path)}`;
 
-  function pick(flag: Exclude<FileKey, 'bootstrap' | 'scope'>, value: string | undefined) {
+  function pick(flag: Exclude<FileKey, 'bootstrap' | 'scope' | 'genesis'>, value: string | undefined) {
     if (value !== undefined) return { value, what: `--${flag}` };
     const v = fromFile[flag];
     return v === undefined ? undefined : { value: v, what: source(flag, false) };
   }
-  function pickList(flag: 'bootstrap' | 'scope', value: readonly string[] | undefined) {
+  function pickList(flag: 'bootstrap' | 'scope' | 'genesis', value: readonly string[] | undefined) {
     if (value !== undefined) return { value, what: `--${flag}` };
     const v = fromFile[flag];
     return v === undefined ? undefined : { value: v, what: source(flag, false) };
@@ -136,13 +139,27 @@ export function buildAnchorConfig(flags: AnchorFlags, file?: ConfigFile): BuiltA
   const regionFlag = pick('region', flags.region);
   const region = regionFlag === undefined ? DEFAULT_ANCHOR_CONFIG.region : checkName(regionFlag);
   const scopeFlag = pickList('scope', flags.scope);
-  const scopes =
+  let scopes =
     scopeFlag === undefined
       ? DEFAULT_ANCHOR_CONFIG.scopes
       : unique(
           scopeFlag.value.map((value) => checkName({ value, what: scopeFlag.what })),
           scopeFlag.what,
         );
+
+  const genesisFlag = pickList('genesis', flags.genesis);
+  const geneses = (genesisFlag?.value ?? []).map((path) => {
+    try {
+      return readGenesisFile(path);
+    } catch (error) {
+      throw usageError(describe(genesisFlag?.what ?? '--genesis', path), oneLine((error as Error).message));
+    }
+  });
+  for (const g of geneses) if (!scopes.includes(g.name)) scopes = [...scopes, g.name];
+  const names = geneses.map((g) => g.name);
+  const twice = names.find((n, i) => names.indexOf(n) !== i);
+  if (twice !== undefined)
+    throw usageError(genesisFlag?.what ?? '--genesis', `two geneses for scope ${quote(twice)}`);
 
   const expectFlag = pick('bootstrap-expect', flags.bootstrapExpect);
   const bootstrapExpect =
@@ -176,6 +193,7 @@ export function buildAnchorConfig(flags: AnchorFlags, file?: ConfigFile): BuiltA
     bootstrap,
     region,
     scopes,
+    geneses,
     bootstrapExpect,
     logLevel,
     cacheMb,

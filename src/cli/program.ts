@@ -116,6 +116,11 @@ AQ_DEBUG=1 (stack traces of internal errors).`,
     .option('--region <NAME>', `this anchor's region (default: ${d.region})`)
     .option('--scope <NAME>', 'a scope this anchor serves (repeatable)', collect)
     .option(
+      '--genesis <FILE>',
+      'found a governed scope from this genesis file (aq scope create; repeatable; the scope is claimed too)',
+      collect,
+    )
+    .option(
       '--bootstrap-expect <N>',
       `form a new scope group once N anchors claiming it have met (default: ${d.bootstrapExpect})`,
     )

@@ -20,6 +20,22 @@
 //                 ntags:varint  tag:str*  nmeta:varint  (key:str value:str)*   keys strictly ascending
 //   str        := length:varint  UTF-8 bytes (well-formed; no BOM stripping)
 //
+// Format version 3 (written by encodeCommand; versions 1 and 2 are still read) adds the scope's governance
+// (src/governance) to the log. Everything above holds, plus:
+//
+//   flags      := bit 0 session, bit 1: an auth block follows the session; all other bits are 0
+//   type       := 4 issue-credential  -> name = "" , body = credential:bytes   (src/governance/credential.ts)
+//               | 5 revoke-credential -> name = "" , body = credentialId:32 reason:str
+//               | 6 set-policy        -> name = "" , body = policy:str   (canonical JSON, src/governance/policy.ts)
+//               | 7 set-quota         -> name = "" , body = quota:str    (canonical JSON, src/governance/quota.ts)
+//               | 8 genesis           -> name = "" , body = genesis:bytes (src/governance/genesis.ts)
+//               | 9 tree-head         -> name = "" , body = treeHead:bytes (src/lineage/tree-head.ts)
+//   auth       := credentialId:32 timestampMs:varint nonce:16 signature:64   (src/governance/request.ts)
+//   bytes      := length:varint raw
+//
+// The caller's signature covers the command encoded *without* its auth block (flag bit 1 clear), so the
+// log entry itself is what was signed and an auditor re-checks it from the lineage alone.
+//
 // Format version 1 (still decoded: entries written before the upgrade stay in logs and snapshots) is the
 // same without type 3 and without the instance's ttlMs; a version 1 instance has ttlMs 0. A group whose
 // members do not all read version 2 yet can be fed encodeCommand(cmd, 1), which refuses what version 1
@@ -39,7 +55,7 @@ import {
 import { quote, validateName } from './names.ts';
 
 /** The command format version encodeCommand writes. */
-export const COMMAND_FORMAT_VERSION = 2;
+export const COMMAND_FORMAT_VERSION = 3;
 /** The oldest command format version decodeCommand reads (and encodeCommand can still write). */
 export const MIN_COMMAND_FORMAT_VERSION = 1;
 
@@ -76,7 +92,75 @@ export interface SetHealthCommand {
   readonly session?: Session;
 }
 
-export type Command = RegisterCommand | DeregisterCommand | SetHealthCommand;
+/** How a command proves its caller (src/governance/request.ts). */
+export interface CommandAuth {
+  readonly credentialId: Uint8Array;
+  readonly timestampMs: number;
+  readonly nonce: Uint8Array;
+  readonly signature: Uint8Array;
+}
+
+/** A governance command (format 3): its name is "" and its body one typed value. */
+export type GovernanceCommand =
+  | {
+      readonly type: 'issue-credential';
+      readonly name: '';
+      readonly credential: Uint8Array;
+      readonly session?: Session;
+      readonly auth?: CommandAuth;
+    }
+  | {
+      readonly type: 'revoke-credential';
+      readonly name: '';
+      readonly credentialId: Uint8Array;
+      readonly reason: string;
+      readonly session?: Session;
+      readonly auth?: CommandAuth;
+    }
+  | {
+      readonly type: 'set-policy';
+      readonly name: '';
+      readonly policy: string;
+      readonly session?: Session;
+      readonly auth?: CommandAuth;
+    }
+  | {
+      readonly type: 'set-quota';
+      readonly name: '';
+      readonly quota: string;
+      readonly session?: Session;
+      readonly auth?: CommandAuth;
+    }
+  | {
+      readonly type: 'genesis';
+      readonly name: '';
+      readonly genesis: Uint8Array;
+      readonly session?: Session;
+      readonly auth?: CommandAuth;
+    }
+  | {
+      readonly type: 'tree-head';
+      readonly name: '';
+      readonly treeHead: Uint8Array;
+      readonly session?: Session;
+      readonly auth?: CommandAuth;
+    };
+
+export type RegistryCommand = RegisterCommand | DeregisterCommand | SetHealthCommand;
+export type Command = (RegistryCommand & { readonly auth?: CommandAuth }) | GovernanceCommand;
+
+/** Command types that change the governance of the scope rather than its names. */
+export const GOVERNANCE_TYPES: ReadonlySet<Command['type']> = new Set([
+  'issue-credential',
+  'revoke-credential',
+  'set-policy',
+  'set-quota',
+  'genesis',
+  'tree-head',
+]);
+
+/** Largest governance body (a policy document is at most 64 KiB). */
+export const MAX_GOVERNANCE_BODY_BYTES = 64 * 1024;
 
 /** A session client id is 1..MAX_SESSION_CLIENT_LENGTH printable ASCII characters without spaces. */
 export const MAX_SESSION_CLIENT_LENGTH = 128;
@@ -84,7 +168,18 @@ export const MAX_SESSION_CLIENT_LENGTH = 128;
 const TYPE_REGISTER = 1;
 const TYPE_DEREGISTER = 2;
 const TYPE_SET_HEALTH = 3;
+const GOVERNANCE_CODES = [
+  'issue-credential',
+  'revoke-credential',
+  'set-policy',
+  'set-quota',
+  'genesis',
+  'tree-head',
+] as const;
+const FIRST_GOVERNANCE_TYPE = 4;
 const FLAG_SESSION = 1;
+const FLAG_AUTH = 2;
+const AUTH_NONCE_BYTES = 16;
 
 /** Thrown by decodeCommand on any malformed input; the message says what was wrong and where. */
 export class CommandDecodeError extends Error {
@@ -394,34 +489,88 @@ function decodeFail(message: string, offset: number): Error {
  * CommandEncodeError for values that cannot be represented (in that version).
  */
 export function encodeCommand(cmd: Command, version: number = COMMAND_FORMAT_VERSION): Uint8Array {
-  if (version !== 1 && version !== 2) {
+  if (
+    version < MIN_COMMAND_FORMAT_VERSION ||
+    version > COMMAND_FORMAT_VERSION ||
+    !Number.isInteger(version)
+  ) {
     throw encodeFail(
       `unknown format version ${String(version)} (this build writes versions ${MIN_COMMAND_FORMAT_VERSION}..${COMMAND_FORMAT_VERSION})`,
     );
   }
   const w = new ByteWriter(128, encodeFail);
   w.u8(version);
+  const governance = GOVERNANCE_CODES.indexOf(cmd.type as (typeof GOVERNANCE_CODES)[number]);
   if (cmd.type === 'register') w.u8(TYPE_REGISTER);
   else if (cmd.type === 'deregister') w.u8(TYPE_DEREGISTER);
   else if (cmd.type === 'set-health') {
     if (version === 1) throw encodeFail('a set-health command cannot be written in format version 1');
     w.u8(TYPE_SET_HEALTH);
-  } else throw encodeFail(`unknown command type ${quote(String((cmd as { type: unknown }).type))}`);
-  w.u8(cmd.session === undefined ? 0 : FLAG_SESSION);
+  } else if (governance >= 0) {
+    if (version < 3) throw encodeFail(`a ${cmd.type} command cannot be written in format version ${version}`);
+    w.u8(FIRST_GOVERNANCE_TYPE + governance);
+  } else
+    throw encodeFail(`unknown command type ${quote(String((cmd as unknown as { type: unknown }).type))}`);
+  const auth = cmd.auth;
+  if (auth !== undefined && version < 3)
+    throw encodeFail(`an auth block cannot be written in format version ${version}`);
+  w.u8((cmd.session === undefined ? 0 : FLAG_SESSION) | (auth === undefined ? 0 : FLAG_AUTH));
   w.str(cmd.name, 'name');
   if (cmd.type === 'register') writeInstance(w, cmd.instance, version >= 2);
-  else {
+  else if (cmd.type === 'deregister' || cmd.type === 'set-health') {
     w.str(cmd.id, 'instance id');
     if (cmd.type === 'set-health') writeHealth(w, cmd.health, 'health');
+  } else {
+    if ((cmd.name as string) !== '') throw encodeFail('a governance command has an empty name');
+    if (cmd.type === 'issue-credential') writeBytes(w, cmd.credential, 'credential');
+    else if (cmd.type === 'genesis') writeBytes(w, cmd.genesis, 'genesis');
+    else if (cmd.type === 'tree-head') writeBytes(w, cmd.treeHead, 'tree head');
+    else if (cmd.type === 'revoke-credential') {
+      if (cmd.credentialId.length !== 32) throw encodeFail('a credential id is 32 bytes');
+      w.bytes(cmd.credentialId);
+      w.str(cmd.reason, 'reason');
+    } else if (cmd.type === 'set-policy') w.str(cmd.policy, 'policy');
+    else w.str(cmd.quota, 'quota');
   }
   if (cmd.session !== undefined) {
     w.str(cmd.session.client, 'session client');
     w.varint(cmd.session.seq, 'session seq');
   }
+  if (auth !== undefined) {
+    if (auth.credentialId.length !== 32) throw encodeFail('auth credential id must be 32 bytes');
+    if (auth.nonce.length !== AUTH_NONCE_BYTES)
+      throw encodeFail(`auth nonce must be ${AUTH_NONCE_BYTES} bytes`);
+    if (auth.signature.length !== 64) throw encodeFail('auth signature must be 64 bytes');
+    w.bytes(auth.credentialId);
+    w.varint(auth.timestampMs, 'auth timestamp');
+    w.bytes(auth.nonce);
+    w.bytes(auth.signature);
+  }
   return w.finish();
 }
 
-/** Decodes canonical command bytes (format 1 or 2). Throws CommandDecodeError (and nothing else) on any malformed input. */
+/** The bytes a caller signs for `cmd`: its encoding without the auth block (src/governance/request.ts). */
+export function commandSignedBody(cmd: Command): Uint8Array {
+  const { auth: _auth, ...bare } = cmd;
+  return encodeCommand(bare as Command);
+}
+
+function writeBytes(w: ByteWriter, b: Uint8Array, what: string): void {
+  if (b.length > MAX_GOVERNANCE_BODY_BYTES)
+    throw w.fail(`${what} is larger than ${MAX_GOVERNANCE_BODY_BYTES} bytes`);
+  w.varint(b.length, `${what} length`);
+  w.bytes(b);
+}
+
+function readBytes(r: ByteReader, what: string): Uint8Array {
+  const at = r.offset;
+  const n = r.varint(`${what} length`);
+  if (n > MAX_GOVERNANCE_BODY_BYTES)
+    throw r.fail(`${what} is larger than ${MAX_GOVERNANCE_BODY_BYTES} bytes`, at);
+  return r.bytes(n, what).slice();
+}
+
+/** Decodes canonical command bytes (format 1, 2 or 3). Throws CommandDecodeError (and nothing else) on any malformed input. */
 export function decodeCommand(bytes: Uint8Array): Command {
   if (!(bytes instanceof Uint8Array)) throw new CommandDecodeError('input is not a Uint8Array', 0);
   const r = new ByteReader(bytes, decodeFail);
@@ -436,32 +585,58 @@ export function decodeCommand(bytes: Uint8Array): Command {
   if (type === TYPE_SET_HEALTH && version < 2) {
     throw r.fail(`command type ${type} (set-health) does not exist in format version ${version}`, 1);
   }
-  if (type !== TYPE_REGISTER && type !== TYPE_DEREGISTER && type !== TYPE_SET_HEALTH) {
+  const governance = GOVERNANCE_CODES[type - FIRST_GOVERNANCE_TYPE];
+  if (governance !== undefined && version < 3) {
+    throw r.fail(`command type ${type} (${governance}) does not exist in format version ${version}`, 1);
+  }
+  if (
+    type !== TYPE_REGISTER &&
+    type !== TYPE_DEREGISTER &&
+    type !== TYPE_SET_HEALTH &&
+    governance === undefined
+  ) {
     throw r.fail(`unknown command type ${type}`, 1);
   }
   const flags = r.u8('flags');
-  if ((flags & ~FLAG_SESSION) !== 0) throw r.fail(`unknown flag bits 0x${flags.toString(16)}`, 2);
+  const known = version >= 3 ? FLAG_SESSION | FLAG_AUTH : FLAG_SESSION;
+  if ((flags & ~known) !== 0) throw r.fail(`unknown flag bits 0x${flags.toString(16)}`, 2);
+  const nameAt = r.offset;
   const name = r.str('name');
-  let instance: Instance | undefined;
-  let id = '';
-  let health: Health = 'passing';
-  if (type === TYPE_REGISTER) instance = readInstance(r, version >= 2);
-  else {
-    id = r.str('instance id');
-    if (type === TYPE_SET_HEALTH) health = readHealth(r, 'health');
-  }
+  if (governance !== undefined && name !== '')
+    throw r.fail(`a ${governance} command has an empty name`, nameAt);
+  let cmd: Command;
+  if (type === TYPE_REGISTER) cmd = { type: 'register', name, instance: readInstance(r, version >= 2) };
+  else if (type === TYPE_DEREGISTER) cmd = { type: 'deregister', name, id: r.str('instance id') };
+  else if (type === TYPE_SET_HEALTH) {
+    const id = r.str('instance id');
+    cmd = { type: 'set-health', name, id, health: readHealth(r, 'health') };
+  } else if (governance === 'issue-credential')
+    cmd = { type: governance, name: '', credential: readBytes(r, 'credential') };
+  else if (governance === 'genesis') cmd = { type: governance, name: '', genesis: readBytes(r, 'genesis') };
+  else if (governance === 'tree-head')
+    cmd = { type: governance, name: '', treeHead: readBytes(r, 'tree head') };
+  else if (governance === 'revoke-credential') {
+    const credentialId = r.bytes(32, 'credential id').slice();
+    cmd = { type: governance, name: '', credentialId, reason: r.str('reason') };
+  } else if (governance === 'set-policy') cmd = { type: governance, name: '', policy: r.str('policy') };
+  else cmd = { type: 'set-quota', name: '', quota: r.str('quota') };
   let session: Session | undefined;
   if ((flags & FLAG_SESSION) !== 0) {
     const client = r.str('session client');
     session = { client, seq: r.varint('session seq') };
   }
+  let auth: CommandAuth | undefined;
+  if ((flags & FLAG_AUTH) !== 0) {
+    const credentialId = r.bytes(32, 'auth credential id').slice();
+    const timestampMs = r.varint('auth timestamp');
+    const nonce = r.bytes(AUTH_NONCE_BYTES, 'auth nonce').slice();
+    auth = { credentialId, timestampMs, nonce, signature: r.bytes(64, 'auth signature').slice() };
+  }
   r.end('the command');
   // Optional properties are omitted, never set to undefined (exactOptionalPropertyTypes).
-  let cmd: Command;
-  if (instance !== undefined) cmd = { type: 'register', name, instance };
-  else if (type === TYPE_SET_HEALTH) cmd = { type: 'set-health', name, id, health };
-  else cmd = { type: 'deregister', name, id };
-  return session === undefined ? cmd : { ...cmd, session };
+  if (session !== undefined) cmd = { ...cmd, session };
+  if (auth !== undefined) cmd = { ...cmd, auth };
+  return cmd;
 }
 
 // ---- validation ----
@@ -471,7 +646,20 @@ export type RejectCode =
   | 'invalid-name'
   | 'invalid-instance'
   | 'invalid-session'
-  | 'stale-session';
+  | 'stale-session'
+  // governance (src/governance): why the scope's authority refused a command
+  | 'invalid-governance'
+  | 'unauthenticated'
+  | 'unknown-credential'
+  | 'revoked'
+  | 'expired'
+  | 'not-yet-valid'
+  | 'wrong-prefix'
+  | 'wrong-scope'
+  | 'policy-refused'
+  | 'policy-deferred'
+  | 'quota-exceeded'
+  | 'no-genesis';
 
 /** Why a command is rejected: a stable code (mapped to API errors at the edge) and one clear line. */
 export interface CommandRejection {
@@ -518,8 +706,11 @@ export function validateCommand(cmd: Command): CommandRejection | null {
     const sessionError = validateSession(cmd.session);
     if (sessionError !== null) return sessionError;
   }
+  // Governance bodies are validated by the state machine, which knows the scope (src/governance).
+  if (GOVERNANCE_TYPES.has(cmd.type)) return null;
   const nameError = validateName(cmd.name);
   if (nameError !== null) return { code: 'invalid-name', message: nameError.message };
+  if (cmd.type !== 'register' && cmd.type !== 'deregister' && cmd.type !== 'set-health') return null;
   const instanceError = cmd.type === 'register' ? validateInstance(cmd.instance) : validateInstanceId(cmd.id);
   if (instanceError !== null) return { code: 'invalid-instance', message: instanceError.message };
   if (cmd.type === 'set-health' && !HEALTH_VALUES.includes(cmd.health)) {

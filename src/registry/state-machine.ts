@@ -32,12 +32,21 @@
 // reopened after a restart resumes where its last commit left it. onChange reports every applied change
 // of a name, synchronously, after the state (sessions included) is updated.
 
+import { bytesToHex } from '@noble/hashes/utils.js';
+import { actionOf, type Principal, ScopeAuthority, tagsOf } from '../governance/authority.ts';
+import { equalBytes } from '../governance/genesis.ts';
+import type { Verifier } from '../identity/signer.ts';
+import { encodeEntry } from '../lineage/entry.ts';
+import { LineageLog } from '../lineage/log.ts';
+import { decodeTreeHead, type TreeHead, verifyTreeHead } from '../lineage/tree-head.ts';
 import {
   ByteReader,
   ByteWriter,
   CommandDecodeError,
   type CommandRejection,
   decodeCommand,
+  GOVERNANCE_TYPES,
+  type GovernanceCommand,
   type RejectCode,
   readInstance,
   type Session,
@@ -63,6 +72,8 @@ export interface NoopResult {
 export interface RegisterResult {
   readonly type: 'register';
   readonly ok: true;
+  /** The change's lineage entry (absent before the scope has a genesis, or when nothing changed). */
+  readonly lineageIndex?: number;
   /** The name's modifyIndex after the command: the entry's index, unless the instance was already identical. */
   readonly modifyIndex: number;
 }
@@ -70,6 +81,7 @@ export interface RegisterResult {
 export interface DeregisterResult {
   readonly type: 'deregister';
   readonly ok: true;
+  readonly lineageIndex?: number;
   readonly removed: boolean;
   /** The name's modifyIndex after the command: the entry's index if removed, else unchanged. */
   readonly modifyIndex: number;
@@ -78,10 +90,21 @@ export interface DeregisterResult {
 export interface SetHealthResult {
   readonly type: 'set-health';
   readonly ok: true;
+  readonly lineageIndex?: number;
   /** False when the instance does not exist or already had that health (nothing changed). */
   readonly changed: boolean;
   /** The name's modifyIndex after the command: the entry's index if changed, else unchanged. */
   readonly modifyIndex: number;
+}
+
+/** A governance command applied (genesis, credential issue/revoke, policy, quota, tree head). */
+export interface GovernResult {
+  readonly type: 'govern';
+  readonly ok: true;
+  readonly command: GovernanceCommand['type'];
+  readonly lineageIndex?: number;
+  /** What it did, e.g. the issued credential's id (hex). */
+  readonly detail: string;
 }
 
 export interface RejectedResult {
@@ -92,7 +115,12 @@ export interface RejectedResult {
 }
 
 /** The result of a command, as cached in its client's session. */
-export type CommandResult = RegisterResult | DeregisterResult | SetHealthResult | RejectedResult;
+export type CommandResult =
+  | RegisterResult
+  | DeregisterResult
+  | SetHealthResult
+  | GovernResult
+  | RejectedResult;
 
 export interface DuplicateResult {
   readonly type: 'duplicate';
@@ -138,11 +166,48 @@ export interface RegistryOptions {
    * Not called by restore() (the whole state changes: read it again with list()).
    */
   readonly onChange?: (change: RegistryChange) => void;
+  /**
+   * Checks genesis and tree-head signatures (src/identity/signer.ts: NodeVerifier in an anchor). Without
+   * one, only an open genesis can be applied.
+   */
+  readonly verifier?: Verifier;
+  /** The scope id the group was formed for: a genesis certifying another is rejected ('wrong-scope'). */
+  readonly expectedScopeId?: Uint8Array;
+}
+
+/** First byte of an *admitted* entry: the admitting anchor's key and signature wrap the command. */
+export const ADMITTED_ENTRY_MARK = 0xa5;
+const NO_KEY = new Uint8Array(32);
+const NO_SIGNATURE = new Uint8Array(64);
+
+/**
+ * Wraps command bytes with the admitting anchor's signature (lineage/entry.ts: over the scope id, the
+ * kind and the command bytes), as an anchor proposes them:
+ *   admitted := 0xA5 signer:32 signature:64 command
+ */
+export function admittedEntry(signer: Uint8Array, signature: Uint8Array, command: Uint8Array): Uint8Array {
+  const out = new Uint8Array(1 + 32 + 64 + command.length);
+  out[0] = ADMITTED_ENTRY_MARK;
+  out.set(signer, 1);
+  out.set(signature, 33);
+  out.set(command, 97);
+  return out;
+}
+
+/** Splits an entry into its admitting signature (zeros when absent) and its command bytes. */
+export function splitAdmitted(data: Uint8Array): {
+  signer: Uint8Array;
+  signature: Uint8Array;
+  command: Uint8Array;
+} {
+  if (data[0] !== ADMITTED_ENTRY_MARK || data.length < 97)
+    return { signer: NO_KEY, signature: NO_SIGNATURE, command: data };
+  return { signer: data.subarray(1, 33), signature: data.subarray(33, 97), command: data.subarray(97) };
 }
 
 export const DEFAULT_MAX_SESSIONS = 65_536;
 /** The snapshot format version snapshot() writes; restore() reads versions 1 and 2. */
-export const SNAPSHOT_FORMAT_VERSION = 2;
+export const SNAPSHOT_FORMAT_VERSION = 3;
 /** "AQRS": aqmesh registry snapshot. */
 const SNAPSHOT_MAGIC = [0x41, 0x51, 0x52, 0x53] as const;
 /** Names read from the store per scan while writing a snapshot. */
@@ -159,6 +224,8 @@ export class SnapshotDecodeError extends Error {
 }
 
 const NOOP: NoopResult = Object.freeze({ type: 'noop' });
+/** Without a verifier, no signature is accepted (only an open genesis needs none). */
+const REFUSE_ALL: Verifier = { verify: () => false };
 const NO_INSTANCES: readonly Instance[] = Object.freeze([]);
 
 export class RegistryStateMachine {
@@ -172,6 +239,12 @@ export class RegistryStateMachine {
   #nameCount: number;
   /** The change made by the command being applied, reported once apply() is done. */
   #change: RegistryChange | null = null;
+  readonly #authority: ScopeAuthority;
+  readonly #lineage: LineageLog;
+  readonly #verifier: Verifier | undefined;
+  readonly #expectedScopeId: Uint8Array | undefined;
+  /** The admitting signature of the entry being applied. */
+  #admit: { signer: Uint8Array; signature: Uint8Array; command: Uint8Array } | null = null;
 
   constructor(options: RegistryOptions = {}) {
     const max = options.maxSessions ?? DEFAULT_MAX_SESSIONS;
@@ -186,8 +259,38 @@ export class RegistryStateMachine {
     this.#lastRemovalIndex = s.lastRemovalIndex;
     this.#instanceCount = s.instanceCount;
     this.#nameCount = s.nameCount;
+    this.#verifier = options.verifier;
+    this.#expectedScopeId = options.expectedScopeId;
+    this.#authority = new ScopeAuthority(this.#store, options.verifier ?? REFUSE_ALL);
+    const store = this.#store;
+    this.#lineage = new LineageLog({
+      get: (key) => store.getAux(`l/${key}`),
+      put: (key, value) => store.putAux(`l/${key}`, value),
+    });
     // A store written with a larger bound: forget the least recently used, as apply would.
     this.#trimSessions();
+  }
+
+  /** The scope's governance state (genesis, credentials, policy, quota) and admission rules. */
+  get authority(): ScopeAuthority {
+    return this.#authority;
+  }
+
+  /** The scope's lineage log (empty until the genesis is applied). */
+  get lineage(): LineageLog {
+    return this.#lineage;
+  }
+
+  /** The latest tree head applied (signed by a leader), if any. */
+  get treeHead(): TreeHead | undefined {
+    const row = this.#store.getAux('g/th');
+    return row === undefined ? undefined : decodeTreeHead(row);
+  }
+
+  /** The tree head of `size` applied earlier, if any. */
+  treeHeadOfSize(size: number): TreeHead | undefined {
+    const row = this.#store.getAux(`g/ths/${size.toString(36).padStart(11, '0')}`);
+    return row === undefined ? undefined : decodeTreeHead(row);
   }
 
   /** The index of the last applied log entry (0 before any). */
@@ -238,7 +341,10 @@ export class RegistryStateMachine {
     return result;
   }
 
-  #applyCommand(index: number, data: Uint8Array): ApplyResult {
+  #applyCommand(index: number, entry: Uint8Array): ApplyResult {
+    const admit = splitAdmitted(entry);
+    this.#admit = admit;
+    const data = admit.command;
     let cmd: ReturnType<typeof decodeCommand>;
     try {
       cmd = decodeCommand(data);
@@ -278,9 +384,198 @@ export class RegistryStateMachine {
   }
 
   #run(index: number, cmd: ReturnType<typeof decodeCommand>): CommandResult {
-    if (cmd.type === 'register') return this.#register(index, cmd.name, cmd.instance);
-    if (cmd.type === 'deregister') return this.#deregister(index, cmd.name, cmd.id);
-    return this.#setHealth(index, cmd.name, cmd.id, cmd.health);
+    if (cmd.type === 'genesis') return this.#applyGenesis(index, cmd.genesis);
+    if (cmd.type === 'tree-head') return this.#applyTreeHead(cmd.treeHead);
+    const governed = this.#authority.genesis !== undefined;
+    if (!governed && GOVERNANCE_TYPES.has(cmd.type))
+      return rejected({ code: 'no-genesis', message: `a ${cmd.type} command needs a scope with a genesis` });
+    // Admission: the scope's own authority, at this index, identically on every member.
+    const action = actionOf(cmd);
+    let principal: Principal | null = null;
+    if (cmd.type === 'set-health' && cmd.auth === undefined) {
+      // Proposed by a leader's TTL monitor: admitted by an anchor of the scope, not by a caller.
+      if (!this.#authority.open && !this.#authority.isAnchorKey(this.#admit?.signer ?? NO_KEY))
+        return rejected({
+          code: 'unauthenticated',
+          message: 'a health change must be admitted by an anchor of the scope',
+        });
+    } else {
+      const decision = this.#authority.authorize(cmd, action, tagsOf(cmd));
+      if (!decision.ok) return rejected(decision.rejection);
+      principal = decision.principal;
+    }
+    let result: CommandResult;
+    if (cmd.type === 'register') {
+      const quota = this.#checkQuota(cmd.name, cmd.instance, principal, cmd.auth?.timestampMs);
+      if (quota !== null) return rejected(quota);
+      result = this.#register(index, cmd.name, cmd.instance);
+    } else if (cmd.type === 'deregister') result = this.#deregister(index, cmd.name, cmd.id);
+    else if (cmd.type === 'set-health') result = this.#setHealth(index, cmd.name, cmd.id, cmd.health);
+    else {
+      const outcome = this.#govern(index, cmd, principal);
+      if (outcome.type === 'rejected') return outcome;
+      result = outcome;
+    }
+    return this.#record(index, result);
+  }
+
+  /** Appends the applied command to the lineage (once the scope has a genesis) and notes its index. */
+  #record<T extends CommandResult>(index: number, result: T): T {
+    const scopeId = this.#authority.scopeId;
+    if (scopeId === undefined || result.type === 'rejected') return result;
+    if (result.type === 'set-health' && !result.changed) return result;
+    if (result.type === 'deregister' && !result.removed) return result;
+    const admit = this.#admit;
+    const lineageIndex = this.#lineage.append(
+      encodeEntry({
+        scopeId,
+        index: this.#lineage.size,
+        logIndex: index,
+        kind: 'command',
+        payload: admit?.command ?? new Uint8Array(0),
+        signer: admit?.signer ?? NO_KEY,
+        signature: admit?.signature ?? NO_SIGNATURE,
+      }),
+    );
+    return Object.freeze({ ...result, lineageIndex }) as unknown as T;
+  }
+
+  #applyGenesis(index: number, bytes: Uint8Array): CommandResult {
+    const outcome = this.#authority.applyGenesis(bytes, this.#expectedScopeId);
+    if ('code' in outcome) return rejected(outcome);
+    const scopeId = this.#authority.scopeId as Uint8Array;
+    const admit = this.#admit;
+    const lineageIndex = this.#lineage.append(
+      encodeEntry({
+        scopeId,
+        index: this.#lineage.size,
+        logIndex: index,
+        kind: 'genesis',
+        payload: bytes,
+        signer: admit?.signer ?? NO_KEY,
+        signature: admit?.signature ?? NO_SIGNATURE,
+      }),
+    );
+    return Object.freeze({
+      type: 'govern',
+      ok: true,
+      command: 'genesis',
+      lineageIndex,
+      detail: bytesToHex(scopeId),
+    });
+  }
+
+  /** A leader's signed tree head: checked against this member's own tree, then kept. Not a lineage entry. */
+  #applyTreeHead(bytes: Uint8Array): CommandResult {
+    const scopeId = this.#authority.scopeId;
+    if (scopeId === undefined)
+      return rejected({ code: 'no-genesis', message: 'a tree head needs a scope with a genesis' });
+    let head: TreeHead;
+    try {
+      head = decodeTreeHead(bytes);
+    } catch (error) {
+      return rejected({ code: 'invalid-governance', message: (error as Error).message });
+    }
+    if (!equalBytes(head.scopeId, scopeId))
+      return rejected({ code: 'wrong-scope', message: 'the tree head names another scope' });
+    if (head.size > this.#lineage.size || head.size < 1)
+      return rejected({
+        code: 'invalid-governance',
+        message: `the tree head's size ${head.size} is not in 1..${this.#lineage.size}`,
+      });
+    if (!equalBytes(this.#lineage.root(head.size), head.root))
+      return rejected({
+        code: 'invalid-governance',
+        message: `the tree head's root for size ${head.size} differs from this member's lineage (divergence)`,
+      });
+    if (!this.#authority.open && !this.#authority.isAnchorKey(head.signer))
+      return rejected({
+        code: 'unauthenticated',
+        message: 'the tree head is not signed by an anchor of the scope',
+      });
+    if (this.#verifier !== undefined && !verifyTreeHead(head, this.#verifier))
+      return rejected({ code: 'invalid-governance', message: 'the tree head signature does not verify' });
+    const latest = this.treeHead;
+    if (latest !== undefined && head.size <= latest.size)
+      return rejected({
+        code: 'invalid-governance',
+        message: `a tree head of size ${latest.size} is already recorded`,
+      });
+    this.#store.putAux('g/th', bytes);
+    this.#store.putAux(`g/ths/${head.size.toString(36).padStart(11, '0')}`, bytes);
+    return Object.freeze({ type: 'govern', ok: true, command: 'tree-head', detail: String(head.size) });
+  }
+
+  #govern(index: number, cmd: GovernanceCommand, principal: Principal | null): GovernResult | RejectedResult {
+    const done = (detail: string): GovernResult =>
+      Object.freeze({ type: 'govern', ok: true, command: cmd.type, detail });
+    if (cmd.type === 'issue-credential') {
+      const outcome = this.#authority.issue(cmd.credential, index, principal);
+      return outcome instanceof Uint8Array ? done(bytesToHex(outcome)) : rejected(outcome);
+    }
+    if (cmd.type === 'revoke-credential') {
+      const outcome = this.#authority.revoke(cmd.credentialId, cmd.reason, index, principal);
+      return outcome === null ? done(bytesToHex(cmd.credentialId)) : rejected(outcome);
+    }
+    if (
+      (cmd.type === 'set-policy' || cmd.type === 'set-quota') &&
+      principal !== null &&
+      principal.prefix !== ''
+    )
+      return rejected({
+        code: 'wrong-prefix',
+        message: `the ${cmd.type === 'set-policy' ? 'policy' : 'quota'} covers the whole scope: it needs a scope-admin credential for every name (prefix ""), not ${JSON.stringify(principal.prefix)}`,
+      });
+    if (cmd.type === 'set-policy') {
+      const outcome = this.#authority.setPolicy(cmd.policy);
+      return outcome === null ? done('policy set') : rejected(outcome);
+    }
+    if (cmd.type === 'set-quota') {
+      const outcome = this.#authority.setQuota(cmd.quota, (prefix) => this.#countUnder(prefix));
+      return outcome === null ? done('quota set') : rejected(outcome);
+    }
+    return rejected({ code: 'invalid-governance', message: `${cmd.type} is applied elsewhere` });
+  }
+
+  #checkQuota(
+    name: string,
+    instance: Instance,
+    principal: Principal | null,
+    timestampMs: number | undefined,
+  ): CommandRejection | null {
+    if (this.#authority.quota === undefined) return null;
+    const record = this.#store.getName(name);
+    const exists =
+      record !== undefined && record.instances[indexOfId(record.instances, instance.id)]?.id === instance.id;
+    return this.#authority.checkRegistration(
+      name,
+      {
+        addsInstance: !exists,
+        addsName: record === undefined,
+        instances: this.#instanceCount,
+        names: this.#nameCount,
+      },
+      principal,
+      timestampMs,
+    );
+  }
+
+  /** Instances of names starting with `prefix` (a plain string prefix), by one scan. */
+  #countUnder(prefix: string): number {
+    let n = 0;
+    // Every name starting with `prefix` sorts after the prefix without its last character.
+    let after = prefix.slice(0, -1);
+    for (;;) {
+      const page = this.#store.scanNames(after, undefined, SNAPSHOT_SCAN_PAGE);
+      for (const { name, record } of page) {
+        if (name < prefix) continue;
+        if (!name.startsWith(prefix)) return n;
+        n += record.instances.length;
+      }
+      const last = page.at(-1);
+      if (last === undefined || page.length < SNAPSHOT_SCAN_PAGE) return n;
+      after = last.name;
+    }
   }
 
   #touchSession(client: string, entry: SessionRecord): void {
@@ -316,6 +611,7 @@ export class RegistryStateMachine {
     else {
       next.splice(at, 0, freezeInstance(instance));
       this.#instanceCount++;
+      this.#authority.countInstance(name, 1);
       if (record === undefined) this.#nameCount++;
     }
     this.#put(index, name, next);
@@ -335,6 +631,7 @@ export class RegistryStateMachine {
       });
     }
     this.#instanceCount--;
+    this.#authority.countInstance(name, -1);
     if (instances.length === 1) {
       this.#store.deleteName(name);
       this.#nameCount--;
@@ -422,7 +719,9 @@ export class RegistryStateMachine {
    *   result   := 1 modifyIndex | 2 removed:u8 modifyIndex | 3 code:u8 message:str | 4 changed:u8 modifyIndex
    *
    * with the varints, strings and (format 2) instance encoding of the command codec (commands.ts).
-   * Version 1 is the same without the instances' ttlMs and without result kind 4; restore() reads both.
+   * Version 3 (governance and lineage) adds result kinds 5 and 1x and, at the end, the auxiliary table:
+   *   naux (key:str value:bytes)*   keys strictly ascending
+   * Version 1 is the same without the instances' ttlMs and without result kind 4; restore() reads all three.
    */
   snapshot(): Uint8Array {
     const w = new ByteWriter(
@@ -460,6 +759,20 @@ export class RegistryStateMachine {
       w.varint(seq, 'session seq');
       writeCommandResult(w, result);
     }
+    const aux: [string, Uint8Array][] = [];
+    for (let after = ''; ; ) {
+      const page = this.#store.scanAux('', after, SNAPSHOT_SCAN_PAGE);
+      aux.push(...page);
+      const last = page.at(-1);
+      if (last === undefined || page.length < SNAPSHOT_SCAN_PAGE) break;
+      after = last[0];
+    }
+    w.varint(aux.length, 'aux row count');
+    for (const [key, value] of aux) {
+      w.str(key, 'aux key');
+      w.varint(value.length, 'aux value length');
+      w.bytes(value);
+    }
     return w.finish();
   }
 
@@ -477,7 +790,7 @@ export class RegistryStateMachine {
       throw new RangeError(`maxSessions ${String(maxSessions)} is not valid: use a positive integer`);
     }
     const store = options.store ?? new MemoryRegistryStore();
-    store.replace((sink) => decodeSnapshot(bytes, maxSessions, sink.putName, sink.putSession));
+    store.replace((sink) => decodeSnapshot(bytes, maxSessions, sink.putName, sink.putSession, sink.putAux));
     return new RegistryStateMachine({ ...options, store });
   }
 }
@@ -488,13 +801,14 @@ function decodeSnapshot(
   maxSessions: number,
   putName: (name: string, record: NameRecord) => void,
   putSession: (client: string, record: SessionRecord) => void,
+  putAux: (key: string, value: Uint8Array) => void,
 ): RegistryScalars {
   const r = new ByteReader(bytes, (message, offset) => new SnapshotDecodeError(message, offset));
   for (const b of SNAPSHOT_MAGIC) {
     if (r.u8('magic') !== b) throw r.fail('not a registry snapshot (bad magic)', 0);
   }
   const version = r.u8('format version');
-  if (version !== 1 && version !== 2) {
+  if (version !== 1 && version !== 2 && version !== 3) {
     throw r.fail(
       `unsupported snapshot version ${version} (this build reads versions 1..${SNAPSHOT_FORMAT_VERSION})`,
       4,
@@ -549,11 +863,27 @@ function decodeSnapshot(
     if (seen.has(client)) throw r.fail(`session ${quote(client)} appears twice`, at);
     seen.add(client);
     const seq = r.varint('session seq');
-    const result = readCommandResult(r, withTtl);
-    if (result.type !== 'rejected' && result.modifyIndex > appliedIndex) {
+    const result = readCommandResult(r, version);
+    if (
+      (result.type === 'register' || result.type === 'deregister' || result.type === 'set-health') &&
+      result.modifyIndex > appliedIndex
+    ) {
       throw r.fail(`session ${quote(client)} result modify index is after the applied index`, at);
     }
     if (i >= skip) putSession(client, { seq, result });
+  }
+  if (version >= 3) {
+    const naux = r.count('aux row count', 2);
+    let previousKey: string | undefined;
+    for (let i = 0; i < naux; i++) {
+      const at = r.offset;
+      const key = r.str('aux key');
+      if (previousKey !== undefined && !(previousKey < key))
+        throw r.fail(`aux key ${quote(key)} is out of order`, at);
+      previousKey = key;
+      const length = r.varint('aux value length');
+      putAux(key, r.bytes(length, 'aux value').slice());
+    }
   }
   r.end('the snapshot');
   return { appliedIndex, lastRemovalIndex, instanceCount, nameCount: nnames };

@@ -52,6 +52,8 @@ export interface RegistrySink {
   putName(name: string, record: NameRecord): void;
   /** Sessions least recently used first: the last one put is the most recently used. */
   putSession(client: string, record: SessionRecord): void;
+  /** Rows of the auxiliary table, in any order, each once. */
+  putAux(key: string, value: Uint8Array): void;
 }
 
 /**
@@ -81,6 +83,15 @@ export interface RegistryStore {
   /** Every session, least recently used first. */
   sessions(): Iterable<readonly [string, SessionRecord]>;
 
+  // The auxiliary table: opaque rows owned by the scope's governance and lineage (src/governance,
+  // src/lineage), kept with the names so that they commit, snapshot and restore together. Keys are
+  // printable ASCII.
+  getAux(key: string): Uint8Array | undefined;
+  putAux(key: string, value: Uint8Array): void;
+  deleteAux(key: string): void;
+  /** Rows whose key starts with `prefix` and is after `after` (whole key), ascending, at most `limit`. */
+  scanAux(prefix: string, after: string, limit: number): [string, Uint8Array][];
+
   /**
    * Replaces the whole state, atomically: `fill` puts the new names and sessions and returns the new
    * scalars; if it throws, the store is unchanged (and the error propagates).
@@ -98,6 +109,8 @@ export class MemoryRegistryStore implements RegistryStore {
   /** Insertion order = recency order (oldest first): a used session is moved to the end. */
   #sessions = new Map<string, SessionRecord>();
   #scalars: RegistryScalars = ZERO_SCALARS;
+  #aux = new Map<string, Uint8Array>();
+  #auxSorted: string[] | null = [];
 
   scalars(): RegistryScalars {
     return this.#scalars;
@@ -158,10 +171,48 @@ export class MemoryRegistryStore implements RegistryStore {
     return this.#sessions.entries();
   }
 
+  getAux(key: string): Uint8Array | undefined {
+    return this.#aux.get(key);
+  }
+
+  putAux(key: string, value: Uint8Array): void {
+    if (!this.#aux.has(key)) this.#auxSorted = null;
+    this.#aux.set(key, value);
+  }
+
+  deleteAux(key: string): void {
+    if (this.#aux.delete(key)) this.#auxSorted = null;
+  }
+
+  scanAux(prefix: string, after: string, limit: number): [string, Uint8Array][] {
+    if (this.#auxSorted === null) this.#auxSorted = [...this.#aux.keys()].sort();
+    const sorted = this.#auxSorted;
+    const out: [string, Uint8Array][] = [];
+    for (
+      let i = upperBound(sorted, after < prefix ? '' : after);
+      i < sorted.length && out.length < limit;
+      i++
+    ) {
+      const key = sorted[i] as string;
+      if (key < prefix) continue;
+      if (!key.startsWith(prefix)) break;
+      out.push([key, this.#aux.get(key) as Uint8Array]);
+    }
+    return out;
+  }
+
+  auxRows(): Iterable<readonly [string, Uint8Array]> {
+    return this.#aux.entries();
+  }
+
   replace(fill: (sink: RegistrySink) => RegistryScalars): void {
     const names = new Map<string, NameRecord>();
     const sessions = new Map<string, SessionRecord>();
+    const aux = new Map<string, Uint8Array>();
     const scalars = fill({
+      putAux: (key, value) => {
+        aux.set(key, value);
+      },
       putName: (name, record) => {
         names.set(name, record);
       },
@@ -174,6 +225,8 @@ export class MemoryRegistryStore implements RegistryStore {
     this.#sorted = null;
     this.#sessions = sessions;
     this.#scalars = scalars;
+    this.#aux = aux;
+    this.#auxSorted = null;
   }
 
   commit(): void {}
@@ -194,8 +247,10 @@ export function upperBound(sorted: readonly string[], key: string): number {
 // ---- command results (shared by the snapshot format and stores that encode sessions) ----
 //
 //   result := 1 modifyIndex | 2 removed:u8 modifyIndex | 3 code:u8 message:str | 4 changed:u8 modifyIndex
+//           | 5 command:u8 lineageIndex detail:str                          (governance; lineageIndex + 1, 0 = none)
+//           | 11, 12, 14: kinds 1, 2, 4 followed by lineageIndex             (a change recorded in the lineage)
 //
-// Kind 4 (set-health) exists from snapshot format 2 on.
+// Kind 4 (set-health) exists from snapshot format 2 on, kinds 5 and 1x from format 3 on.
 
 const REJECT_CODES: readonly RejectCode[] = [
   'malformed-command',
@@ -203,40 +258,85 @@ const REJECT_CODES: readonly RejectCode[] = [
   'invalid-instance',
   'invalid-session',
   'stale-session',
+  'invalid-governance',
+  'unauthenticated',
+  'unknown-credential',
+  'revoked',
+  'expired',
+  'not-yet-valid',
+  'wrong-prefix',
+  'wrong-scope',
+  'policy-refused',
+  'policy-deferred',
+  'quota-exceeded',
+  'no-genesis',
 ];
+const GOVERN_COMMANDS = [
+  'issue-credential',
+  'revoke-credential',
+  'set-policy',
+  'set-quota',
+  'genesis',
+  'tree-head',
+] as const;
 const RESULT_REGISTER = 1;
 const RESULT_DEREGISTER = 2;
 const RESULT_REJECTED = 3;
 const RESULT_SET_HEALTH = 4;
+const RESULT_GOVERN = 5;
+const WITH_LINEAGE = 10;
 
 /** @internal */
 export function writeCommandResult(w: ByteWriter, result: CommandResult): void {
+  const lineage = 'lineageIndex' in result ? result.lineageIndex : undefined;
+  const extra = lineage === undefined ? 0 : WITH_LINEAGE;
   if (result.type === 'register') {
-    w.u8(RESULT_REGISTER);
+    w.u8(RESULT_REGISTER + extra);
     w.varint(result.modifyIndex, 'modify index');
   } else if (result.type === 'deregister') {
-    w.u8(RESULT_DEREGISTER);
+    w.u8(RESULT_DEREGISTER + extra);
     w.u8(result.removed ? 1 : 0);
     w.varint(result.modifyIndex, 'modify index');
   } else if (result.type === 'set-health') {
-    w.u8(RESULT_SET_HEALTH);
+    w.u8(RESULT_SET_HEALTH + extra);
     w.u8(result.changed ? 1 : 0);
     w.varint(result.modifyIndex, 'modify index');
+  } else if (result.type === 'govern') {
+    w.u8(RESULT_GOVERN);
+    w.u8(GOVERN_COMMANDS.indexOf(result.command));
+    w.varint(result.lineageIndex === undefined ? 0 : result.lineageIndex + 1, 'lineage index');
+    w.str(result.detail, 'detail');
+    return;
   } else {
     w.u8(RESULT_REJECTED);
     w.u8(REJECT_CODES.indexOf(result.code));
     w.str(result.message, 'message');
+    return;
   }
+  if (lineage !== undefined) w.varint(lineage, 'lineage index');
 }
 
-/** @internal Reads a result written by writeCommandResult; `withSetHealth` = false refuses kind 4 (snapshot format 1). */
-export function readCommandResult(r: ByteReader, withSetHealth = true): CommandResult {
+/**
+ * @internal Reads a result written by writeCommandResult; `version` is the snapshot format that holds it
+ * (1: no kind 4; 2: no kinds 5 and 1x).
+ */
+export function readCommandResult(r: ByteReader, version: number | boolean = 3): CommandResult {
+  const v = version === true ? 3 : version === false ? 1 : version;
   const at = r.offset;
-  const kind = r.u8('session result kind');
-  if (kind === RESULT_REGISTER) {
-    return Object.freeze({ type: 'register', ok: true, modifyIndex: r.varint('modify index') });
+  let kind = r.u8('session result kind');
+  let lineage = false;
+  if (v >= 3 && kind > WITH_LINEAGE) {
+    kind -= WITH_LINEAGE;
+    lineage = true;
+    if (kind !== RESULT_REGISTER && kind !== RESULT_DEREGISTER && kind !== RESULT_SET_HEALTH)
+      throw r.fail(`unknown session result kind ${kind + WITH_LINEAGE}`, at);
   }
-  if (kind === RESULT_DEREGISTER || (kind === RESULT_SET_HEALTH && withSetHealth)) {
+  const withLineage = <T extends object>(result: T): T =>
+    Object.freeze(lineage ? { ...result, lineageIndex: r.varint('lineage index') } : result);
+  if (kind === RESULT_REGISTER) {
+    return withLineage({ type: 'register', ok: true, modifyIndex: r.varint('modify index') } as const);
+  }
+  if (kind === RESULT_DEREGISTER || (kind === RESULT_SET_HEALTH && v >= 2)) {
     const flagAt = r.offset;
     const flag = r.u8(kind === RESULT_DEREGISTER ? 'removed flag' : 'changed flag');
     if (flag > 1) {
@@ -247,14 +347,26 @@ export function readCommandResult(r: ByteReader, withSetHealth = true): CommandR
     }
     const modifyIndex = r.varint('modify index');
     return kind === RESULT_DEREGISTER
-      ? Object.freeze({ type: 'deregister', ok: true, removed: flag === 1, modifyIndex })
-      : Object.freeze({ type: 'set-health', ok: true, changed: flag === 1, modifyIndex });
+      ? withLineage({ type: 'deregister', ok: true, removed: flag === 1, modifyIndex } as const)
+      : withLineage({ type: 'set-health', ok: true, changed: flag === 1, modifyIndex } as const);
   }
   if (kind === RESULT_REJECTED) {
     const codeAt = r.offset;
     const code = REJECT_CODES[r.u8('reject code')];
     if (code === undefined) throw r.fail('unknown reject code', codeAt);
     return Object.freeze({ type: 'rejected', ok: false, code, message: r.str('message') });
+  }
+  if (kind === RESULT_GOVERN && v >= 3) {
+    const cAt = r.offset;
+    const command = GOVERN_COMMANDS[r.u8('governance command')];
+    if (command === undefined) throw r.fail('unknown governance command', cAt);
+    const li = r.varint('lineage index');
+    const detail = r.str('detail');
+    return Object.freeze(
+      li === 0
+        ? { type: 'govern', ok: true, command, detail }
+        : { type: 'govern', ok: true, command, lineageIndex: li - 1, detail },
+    );
   }
   throw r.fail(`unknown session result kind ${kind}`, at);
 }

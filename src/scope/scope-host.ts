@@ -15,7 +15,12 @@ import {
   RaftNode,
   type RaftStorage,
 } from '../consensus/index.ts';
+import { encodeGenesis, type Genesis, scopeIdOf } from '../governance/genesis.ts';
+import type { Signer } from '../identity/signer.ts';
+import { entrySignedBytes } from '../lineage/entry.ts';
+import { encodeTreeHead, signTreeHead } from '../lineage/tree-head.ts';
 import { encodeCommand, type Health, isUnder, type RegistryStateMachine } from '../registry/index.ts';
+import { admittedEntry } from '../registry/state-machine.ts';
 import type { ConsensusReceiver } from '../transport/peer-transport.ts';
 import { type RegistryHost, ScopeGroup, type ScopeGroupOptions, type ScopeTransport } from './scope-group.ts';
 import { TtlMonitor } from './ttl-monitor.ts';
@@ -31,6 +36,13 @@ export interface ScopeHostComponents {
   readonly registryFor: (scope: string, onChange: (change: NameChange) => void) => Promise<RegistryHost>;
   readonly now?: () => number;
   readonly onPersist?: (seconds: number) => void;
+  /** The anchor's key: it admits (signs) what it proposes, and signs tree heads when it leads. */
+  readonly signer?: Signer;
+  /**
+   * The genesis this anchor would found `scope` with (its --genesis file, or the open genesis of the
+   * name). The group's first leader proposes it; undefined: this anchor never proposes one (a joiner).
+   */
+  readonly genesisFor?: (scope: string) => Genesis | undefined;
 }
 
 export interface ScopeHostOptions {
@@ -41,6 +53,8 @@ export interface ScopeHostOptions {
   readonly sweepMs?: number;
   /** Test-only: deliberately broken Raft variants (src/consensus/mutations.ts), set from AQ_TEST_MUTATIONS. */
   readonly mutations?: ReadonlySet<Mutation>;
+  /** How often a leader publishes a signed tree head when its lineage grew, in ms. Default 1000. */
+  readonly treeHeadMs?: number;
 }
 
 /** A hosted scope: its group plus what the anchor keeps beside it. */
@@ -73,10 +87,21 @@ export class ScopeHost implements ConsensusReceiver {
    */
   readonly #joinVia = new Map<string, Set<NodeId>>();
   #internalSeq = 0;
+  /** Scopes with a governance proposal in flight (one at a time). */
+  readonly #governing = new Set<string>();
+  /** When each scope's last tree head was proposed. */
+  readonly #treeHeadAt = new Map<string, number>();
 
   constructor(components: ScopeHostComponents, options: ScopeHostOptions = {}) {
     this.#c = components;
-    this.#opts = { electionTick: 10, sweepMs: 250, group: {}, mutations: new Set(), ...options };
+    this.#opts = {
+      electionTick: 10,
+      sweepMs: 250,
+      group: {},
+      mutations: new Set(),
+      treeHeadMs: 1000,
+      ...options,
+    };
     this.#now = components.now ?? Date.now;
   }
 
@@ -182,7 +207,11 @@ export class ScopeHost implements ConsensusReceiver {
     );
     hosted = { name: scope, group, watches: new WatchHub(registry.machine.appliedIndex), ttl };
     rebuildTtl(ttl, registry.machine);
-    group.onLeaderChange((_leader, role) => ttl.setLeading(role === 'leader'));
+    group.onLeaderChange((_leader, role) => {
+      ttl.setLeading(role === 'leader');
+      // A new leader of a group without a genesis proposes it at once (not at the next sweep).
+      if (role === 'leader' && hosted !== undefined) queueMicrotask(() => hosted && this.#govern(hosted));
+    });
     this.#scopes.set(scope, hosted);
     // A group of one need not wait an election timeout to lead (a development scope, or a lone founder).
     const conf = node.status().conf;
@@ -257,7 +286,8 @@ export class ScopeHost implements ConsensusReceiver {
     const s = this.#scopes.get(scope);
     if (s === undefined) return;
     const client = `~${this.#bootId}.h${++this.#internalSeq}`;
-    const data = encodeCommand({ type: 'set-health', name, id, health, session: { client, seq: 1 } });
+    const command = encodeCommand({ type: 'set-health', name, id, health, session: { client, seq: 1 } });
+    const data = this.admit(s.group.registry, command) ?? command;
     const signal = AbortSignal.timeout(10_000);
     s.group.propose(data, `${client}#1`, signal).then(
       () => this.#c.logger.info({ scope, name, id, health }, 'health changed'),
@@ -267,10 +297,86 @@ export class ScopeHost implements ConsensusReceiver {
   }
 
   /** Leader housekeeping: TTL expiries and promotion of caught-up learners. */
+  /**
+   * Wraps a command with this anchor's admitting signature (registry/state-machine.ts admittedEntry), over
+   * the scope id of `machine`'s genesis; undefined while the scope has no genesis or the host no key.
+   */
+  admit(
+    machine: RegistryStateMachine,
+    command: Uint8Array,
+    scopeId = machine.authority.scopeId,
+  ): Uint8Array | undefined {
+    const signer = this.#c.signer;
+    if (signer === undefined || scopeId === undefined) return undefined;
+    return admittedEntry(
+      signer.publicKey,
+      signer.sign(entrySignedBytes(scopeId, 'command', command)),
+      command,
+    );
+  }
+
+  /** A leader's governance duties: propose the genesis the group lacks, publish signed tree heads. */
+  #govern(s: HostedScope): void {
+    const machine = s.group.registry;
+    const signer = this.#c.signer;
+    if (signer === undefined || this.#governing.has(s.name)) return;
+    const track = (what: string, work: Promise<unknown>): void => {
+      this.#governing.add(s.name);
+      work
+        .then(
+          () => this.#c.logger.debug({ scope: s.name }, what),
+          (error: Error) => this.#c.logger.warn({ scope: s.name, err: error.message }, `${what} failed`),
+        )
+        .finally(() => this.#governing.delete(s.name));
+    };
+    const client = `~${this.#bootId}.g${++this.#internalSeq}`;
+    if (machine.authority.genesis === undefined) {
+      const genesis = this.#c.genesisFor?.(s.name);
+      if (genesis === undefined) return;
+      const bytes = encodeGenesis(genesis);
+      const command = encodeCommand({
+        type: 'genesis',
+        name: '',
+        genesis: bytes,
+        session: { client, seq: 1 },
+      });
+      const scopeId = scopeIdOf(genesis);
+      const data = admittedEntry(
+        signer.publicKey,
+        signer.sign(entrySignedBytes(scopeId, 'genesis', bytes)),
+        command,
+      );
+      track('proposed the genesis', s.group.propose(data, `${client}#1`, AbortSignal.timeout(10_000)));
+      return;
+    }
+    const size = machine.lineage.size;
+    const now = this.#now();
+    const last = this.#treeHeadAt.get(s.name) ?? 0;
+    if (size === 0 || (machine.treeHead?.size ?? 0) >= size || now - last < this.#opts.treeHeadMs) return;
+    this.#treeHeadAt.set(s.name, now);
+    const head = signTreeHead(
+      {
+        scopeId: machine.authority.scopeId as Uint8Array,
+        size,
+        root: machine.lineage.root(size),
+        timestampMs: Date.now(),
+      },
+      signer,
+    );
+    const command = encodeCommand({
+      type: 'tree-head',
+      name: '',
+      treeHead: encodeTreeHead(head),
+      session: { client, seq: 1 },
+    });
+    track('published a tree head', s.group.propose(command, `${client}#1`, AbortSignal.timeout(10_000)));
+  }
+
   #sweep(): void {
     for (const s of this.#scopes.values()) {
       const group = s.group;
       if (!group.isLeader || group.stopped) continue;
+      this.#govern(s);
       s.ttl.sweep();
       const status = group.node.status();
       for (const learner of status.conf.learners) {

@@ -23,7 +23,7 @@ import { mkdir, open, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import type { Snapshot } from '../consensus/index.ts';
-import { type RegistryChange, RegistryStateMachine } from '../registry/index.ts';
+import { type RegistryChange, type RegistryOptions, RegistryStateMachine } from '../registry/index.ts';
 import type { RegistryScalars } from '../registry/store.ts';
 import type { RocksRegistryStore } from './rocks-registry-store.ts';
 
@@ -273,6 +273,9 @@ export class SnapshotDirectory {
   }
 }
 
+/** State machine options beyond the store (the scope's verifier and expected id). */
+export type MachineOptions = Pick<RegistryOptions, 'verifier' | 'expectedScopeId' | 'maxSessions'>;
+
 /**
  * The registry of one scope over a RocksRegistryStore, as the scope group drives it (RegistryHost):
  * snapshots are markers and dump files, never the serialized state.
@@ -281,6 +284,7 @@ export class RocksRegistryHost {
   readonly #store: RocksRegistryStore;
   readonly #onChange: (change: RegistryChange) => void;
   readonly #files: SnapshotDirectory;
+  readonly #options: MachineOptions;
   #machine: RegistryStateMachine;
   /** The dump being sent to followers: its file, the applied index it holds, and the sends using it. */
   #outgoing: { file: Promise<{ file: string; bytes: number; applied: number }>; users: number } | null = null;
@@ -290,11 +294,13 @@ export class RocksRegistryHost {
     store: RocksRegistryStore,
     onChange: (c: RegistryChange) => void,
     files: SnapshotDirectory,
+    options: MachineOptions,
   ) {
     this.#store = store;
     this.#onChange = onChange;
     this.#files = files;
-    this.#machine = new RegistryStateMachine({ store, onChange });
+    this.#options = options;
+    this.#machine = new RegistryStateMachine({ ...options, store, onChange });
   }
 
   /** Opens the host; finishes an install a crash interrupted (its file is kept until it is done). */
@@ -302,12 +308,13 @@ export class RocksRegistryHost {
     store: RocksRegistryStore,
     onChange: (change: RegistryChange) => void,
     files: SnapshotDirectory,
+    options: MachineOptions = {},
   ): Promise<RocksRegistryHost> {
     const pending = store.pendingInstall();
     if (pending !== undefined) await store.install(readDumpFile(files.path(pending), store.scope), pending);
     // Dumps written for followers are rewritten on demand; received ones are installed or superseded.
     await files.prune(store.scope, new Set(), 'out');
-    return new RocksRegistryHost(store, onChange, files);
+    return new RocksRegistryHost(store, onChange, files, options);
   }
 
   get machine(): RegistryStateMachine {
@@ -347,7 +354,11 @@ export class RocksRegistryHost {
         `scope ${this.#store.scope}: the snapshot file ${marker.file} holds index ${scalars.appliedIndex}, the snapshot says ${snapshot.meta.index}`,
       );
     }
-    this.#machine = new RegistryStateMachine({ store: this.#store, onChange: this.#onChange });
+    this.#machine = new RegistryStateMachine({
+      ...this.#options,
+      store: this.#store,
+      onChange: this.#onChange,
+    });
     await this.#files.prune(this.#store.scope, new Set(), 'in');
   }
 

@@ -8,6 +8,7 @@
  *                               and the session clock
  *   r/<scope>/n/<name>          one name's record: its modify index and its instances, sorted by id
  *   r/<scope>/sess/<client>     one client session: its recency stamp, last seq and cached result
+ *   r/<scope>/x/<key>           one row of the auxiliary table (governance and lineage: src/governance, src/lineage)
  *   i/<scope>                   present only while install() replaces the scope's state (a redo marker)
  * Names are ASCII, so the byte order of the keys is the name order the state machine lists in; a scope's
  * names are the range [r/<scope>/n/, r/<scope>/n0) and its whole registry [r/<scope>/, r/<scope>0).
@@ -17,6 +18,7 @@
  *   tag 1 name:    modifyIndex varint, count varint, instance* (the command format 2 instance encoding)
  *   tag 2 meta:    appliedIndex, lastRemovalIndex, instanceCount, nameCount, sessionClock (varints)
  *   tag 3 session: stamp varint, seq varint, result (the snapshot's result encoding)
+ *   tag 4 aux:     the row's bytes as they are
  * Varints and strings are the registry codec's (src/registry/commands.ts). A value that does not decode is
  * a StorageCorruptionError naming its key.
  *
@@ -105,7 +107,10 @@ const VERSION = 1;
 const TAG_NAME = 1;
 const TAG_META = 2;
 const TAG_SESSION = 3;
+const TAG_AUX = 4;
 const TRAILER = 4;
+/** Committed aux rows kept decoded (lineage's right edge and recent nodes, credentials, policy). */
+const AUX_CACHE_ROWS = 4096;
 /** Rows per range read (scans, loading sessions, clearing the scope). */
 const PAGE = 1000;
 const DEFAULT_CACHE_SIZE = 10_000;
@@ -130,6 +135,10 @@ export class RocksRegistryStore implements RegistryStore {
   readonly scope: string;
   readonly #db: SyncDb;
   readonly #metaKey: string;
+  readonly #auxPrefix: string;
+  /** Uncommitted aux rows (null: deleted) and a small cache of committed ones (lineage reads its right edge). */
+  readonly #auxOverlay = new Map<string, Uint8Array | null>();
+  readonly #auxCache = new Map<string, Uint8Array>();
   readonly #scopePrefix: string;
   readonly #scopeEnd: string;
   readonly #namePrefix: string;
@@ -204,6 +213,7 @@ export class RocksRegistryStore implements RegistryStore {
     this.#scopePrefix = `r/${scope}/`;
     this.#scopeEnd = `r/${scope}0`;
     this.#metaKey = `${this.#scopePrefix}meta`;
+    this.#auxPrefix = `${this.#scopePrefix}x/`;
     this.#namePrefix = `${this.#scopePrefix}n/`;
     this.#nameEnd = `${this.#scopePrefix}n0`;
     this.#sessionPrefix = `${this.#scopePrefix}sess/`;
@@ -342,6 +352,60 @@ export class RocksRegistryStore implements RegistryStore {
     for (const [client, slot] of this.#sessions) yield [client, slot.record];
   }
 
+  // ---- the auxiliary table ----
+
+  getAux(key: string): Uint8Array | undefined {
+    const pending = this.#auxOverlay.get(key);
+    if (pending !== undefined) return pending ?? undefined;
+    const cached = this.#auxCache.get(key);
+    if (cached !== undefined) return cached;
+    const full = this.#auxPrefix + key;
+    const [value] = this.#read([full]);
+    if (value === undefined) return undefined;
+    const row = this.#decodeAux(full, value);
+    this.#rememberAux(key, row);
+    return row;
+  }
+
+  putAux(key: string, value: Uint8Array): void {
+    this.#auxOverlay.set(key, value);
+    this.#auxCache.delete(key);
+  }
+
+  deleteAux(key: string): void {
+    this.#auxOverlay.set(key, null);
+    this.#auxCache.delete(key);
+  }
+
+  scanAux(prefix: string, after: string, limit: number): [string, Uint8Array][] {
+    const out: [string, Uint8Array][] = [];
+    const from = after < prefix ? '' : after;
+    const stored: [string, Uint8Array][] = [];
+    for (const [full, value] of this.#range(this.#auxPrefix + prefix, `${this.#auxPrefix}${prefix}\uffff`)) {
+      const key = full.slice(this.#auxPrefix.length);
+      if (key <= from) continue;
+      stored.push([key, this.#decodeAux(full, value)]);
+      if (stored.length >= limit + this.#auxOverlay.size) break;
+    }
+    const merged = new Map<string, Uint8Array | null>(stored);
+    for (const [key, value] of this.#auxOverlay)
+      if (key.startsWith(prefix) && key > from) merged.set(key, value);
+    for (const key of [...merged.keys()].sort()) {
+      const value = merged.get(key);
+      if (value) out.push([key, value]);
+      if (out.length >= limit) break;
+    }
+    return out;
+  }
+
+  #rememberAux(key: string, row: Uint8Array): void {
+    if (this.#auxCache.size >= AUX_CACHE_ROWS) {
+      const oldest = this.#auxCache.keys().next();
+      if (oldest.done !== true) this.#auxCache.delete(oldest.value);
+    }
+    this.#auxCache.set(key, row);
+  }
+
   /** The decoded-record LRU: how many records, and their estimated heap bytes. */
   get cacheStats(): { readonly names: number; readonly bytes: number } {
     return { names: this.#cache.size, bytes: this.#cacheWeight };
@@ -351,7 +415,9 @@ export class RocksRegistryStore implements RegistryStore {
 
   /** True when there are changes that commit() would write. */
   get dirty(): boolean {
-    return this.#metaDirty || this.#overlay.size > 0 || this.#dirtySessions.size > 0;
+    return (
+      this.#metaDirty || this.#overlay.size > 0 || this.#dirtySessions.size > 0 || this.#auxOverlay.size > 0
+    );
   }
 
   /**
@@ -384,8 +450,15 @@ export class RocksRegistryStore implements RegistryStore {
         if (slot === undefined) batch._del(key);
         else batch._put(key, this.#encodeSession(key, slot));
       }
+      for (const [key, value] of this.#auxOverlay) {
+        const full = this.#auxPrefix + key;
+        if (value === null) batch._del(full);
+        else batch._put(full, this.#encodeAux(full, value));
+      }
       batch._put(this.#metaKey, this.#encodeMeta(this.#scalars, this.#clock));
     }, options.sync === true);
+    for (const [key, value] of this.#auxOverlay) if (value !== null) this.#rememberAux(key, value);
+    this.#auxOverlay.clear();
     for (const [name, record] of this.#overlay) {
       if (record !== null) this.#remember(name, record, encodedBytes.get(name) ?? 0);
     }
@@ -415,6 +488,10 @@ export class RocksRegistryStore implements RegistryStore {
           sessions.delete(client);
           sessions.set(client, { record, stamp: ++clock });
         },
+        putAux: (key, value) => {
+          const full = this.#auxPrefix + key;
+          batch._put(full, this.#encodeAux(full, value));
+        },
       });
       for (const [client, slot] of sessions) {
         const key = this.#sessionPrefix + client;
@@ -431,6 +508,8 @@ export class RocksRegistryStore implements RegistryStore {
     this.#cacheWeight = 0;
     this.#sessions = sessions;
     this.#dirtySessions.clear();
+    this.#auxOverlay.clear();
+    this.#auxCache.clear();
   }
 
   // ---- whole-state transfer (snapshots to and from other members; registry-snapshots.ts) ----
@@ -490,7 +569,14 @@ export class RocksRegistryStore implements RegistryStore {
     };
     for await (const [suffix, value] of rows) {
       const key = this.#scopePrefix + suffix;
-      if (!(suffix === 'meta' || suffix.startsWith('n/') || suffix.startsWith('sess/'))) {
+      if (
+        !(
+          suffix === 'meta' ||
+          suffix.startsWith('n/') ||
+          suffix.startsWith('sess/') ||
+          suffix.startsWith('x/')
+        )
+      ) {
         throw new StorageCorruptionError(this.scope, key, 'not a registry key');
       }
       this.#reader(key, value, value[1] ?? -1); // CRC and version; the tag is checked when the row is read
@@ -510,6 +596,8 @@ export class RocksRegistryStore implements RegistryStore {
     this.#cache.clear();
     this.#cacheWeight = 0;
     this.#dirtySessions.clear();
+    this.#auxOverlay.clear();
+    this.#auxCache.clear();
     this.#metaDirty = false;
     this.#scalars = ZERO_SCALARS;
     this.#clock = 0;
@@ -629,6 +717,17 @@ export class RocksRegistryStore implements RegistryStore {
     w.varint(slot.record.seq, 'session seq');
     writeCommandResult(w, slot.record.result);
     return this.#seal(key, w);
+  }
+
+  #encodeAux(key: string, value: Uint8Array): Buffer {
+    const w = this.#writer(TAG_AUX);
+    w.bytes(value);
+    return this.#seal(key, w);
+  }
+
+  #decodeAux(key: string, value: Buffer): Uint8Array {
+    const r = this.#reader(key, value, TAG_AUX);
+    return new Uint8Array(r.bytes(r.remaining, 'aux row'));
   }
 
   #encodeMeta(s: RegistryScalars, clock: number): Buffer {

@@ -5,12 +5,14 @@
 
 import { randomBytes } from 'node:crypto';
 import { credentials, type ServiceError } from '@grpc/grpc-js';
+import { bytesToHex } from '@noble/hashes/utils.js';
 import { expect } from 'chai';
 import { serviceClient } from '../../src/api/proto.ts';
 import { makeMessage } from '../../src/consensus/index.ts';
 import { publicKeyOfPeerId } from '../../src/identity/peer-id.ts';
 import { NobleVerifier } from '../../src/identity/signer.ts';
-import { receiptBytes } from '../../src/registry/receipt.ts';
+import { decodeEntry, verifyEntrySignature } from '../../src/lineage/entry.ts';
+import { decodeCommand } from '../../src/registry/commands.ts';
 import { messageToWire } from '../../src/transport/consensus-codec.ts';
 import { peerChannel, peerTlsIdentity } from '../../src/transport/peer-credentials.ts';
 import {
@@ -108,19 +110,29 @@ describe('anchor group (3 real processes)', function () {
         index: number;
         anchor: string;
         signature: Uint8Array;
+        scopeId: string;
+        lineageIndex: number;
+        entry: Uint8Array;
       };
+      // The follower admitted it: its key signed the lineage entry, which names exactly this registration.
       expect(r.anchor).to.equal(follower.info.peerId);
-      const bytes = receiptBytes({
-        scope: r.scope,
-        index: r.index,
-        name: r.name,
-        instance: { ...instance('co-1', 8080), health: 'passing', ttlMs: 0 } as never,
+      const entry = decodeEntry(new Uint8Array(r.entry));
+      expect([entry.index, entry.logIndex, bytesToHex(entry.scopeId)]).to.deep.equal([
+        r.lineageIndex,
+        r.index,
+        r.scopeId,
+      ]);
+      expect(r.lineageIndex).to.be.greaterThan(0); // entry 0 is the genesis
+      expect(decodeCommand(entry.payload)).to.deep.include({
+        type: 'register',
+        name: `${SCOPE}/payments/checkout`,
       });
       const verifier = new NobleVerifier();
-      expect(await verifier.verify(publicKeyOfPeerId(r.anchor), bytes, r.signature)).to.equal(true);
-      const tampered = Uint8Array.from(bytes);
-      tampered[tampered.length - 1] = (tampered.at(-1) as number) ^ 1;
-      expect(await verifier.verify(publicKeyOfPeerId(r.anchor), tampered, r.signature)).to.equal(false);
+      expect(Buffer.from(entry.signer).equals(Buffer.from(publicKeyOfPeerId(r.anchor)))).to.equal(true);
+      expect(verifyEntrySignature(entry, verifier)).to.equal(true);
+      const tampered = { ...entry, payload: Uint8Array.from(entry.payload) };
+      tampered.payload[tampered.payload.length - 1] = (tampered.payload.at(-1) as number) ^ 1;
+      expect(verifyEntrySignature(tampered, verifier)).to.equal(false);
     } finally {
       c.close();
     }

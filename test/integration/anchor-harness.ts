@@ -124,7 +124,7 @@ type Unary = (
 ) => void;
 
 /** A promisified client of one service on one anchor's client port. */
-export function client(address: string, service: 'Registry' | 'Membership') {
+export function client(address: string, service: 'Registry' | 'Membership' | 'Governance' | 'Lineage') {
   const Ctor = serviceClient(service);
   const c = new Ctor(address, credentials.createInsecure()) as unknown as Record<string, Unary> & {
     close(): void;

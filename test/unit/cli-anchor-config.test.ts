@@ -43,6 +43,7 @@ describe('cli: aq anchor start configuration (flags > --config file > defaults)'
       bootstrap: ['/ip4/10.0.0.2/tcp/7403/p2p/12D3KooWabc'],
       region: 'eu-central',
       scopes: ['eu-central', 'eu-central/payments'],
+      geneses: [],
       bootstrapExpect: 3,
       logLevel: 'debug',
       cacheMb: 256,

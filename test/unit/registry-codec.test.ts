@@ -5,6 +5,7 @@ import {
   type Command,
   CommandDecodeError,
   CommandEncodeError,
+  commandSignedBody,
   decodeCommand,
   encodeCommand,
   type Instance,
@@ -122,8 +123,8 @@ function checkDecodeTotal(input: Uint8Array): void {
 }
 
 describe('registry command codec', () => {
-  it('pins format version 2 byte for byte (a format change must be deliberate)', () => {
-    expect(COMMAND_FORMAT_VERSION).to.equal(2);
+  it('pins format version 3 byte for byte (a format change must be deliberate)', () => {
+    expect(COMMAND_FORMAT_VERSION).to.equal(3);
     expect(MIN_COMMAND_FORMAT_VERSION).to.equal(1);
     const encoded = encodeCommand({
       type: 'register',
@@ -133,7 +134,7 @@ describe('registry command codec', () => {
     });
     expect(hex(encoded)).to.equal(
       [
-        '02', // format version
+        '03', // format version
         '01', // type register
         '01', // flags: session
         '06 65752f706179', // name "eu/pay"
@@ -150,7 +151,7 @@ describe('registry command codec', () => {
         .join('')
         .replace(/\s+/g, ''),
     );
-    expect(hex(encodeCommand({ type: 'deregister', name: 'eu', id: 'x' }))).to.equal('0202000265750178');
+    expect(hex(encodeCommand({ type: 'deregister', name: 'eu', id: 'x' }))).to.equal('0302000265750178');
     expect(
       hex(
         encodeCommand({
@@ -161,7 +162,68 @@ describe('registry command codec', () => {
           session: { client: 'c', seq: 1 },
         }),
       ),
-    ).to.equal('020301026575017802016301'); // type 3, session flag, name, id, health 2, session
+    ).to.equal('030301026575017802016301'); // type 3, session flag, name, id, health 2, session
+    // Format 3: an auth block after the session (flag bit 1), and the governance types 4..9.
+    const auth = {
+      credentialId: new Uint8Array(32).fill(0xaa),
+      timestampMs: 300,
+      nonce: new Uint8Array(16).fill(0xbb),
+      signature: new Uint8Array(64).fill(0xcc),
+    };
+    expect(
+      hex(encodeCommand({ type: 'deregister', name: 'eu', id: 'x', session: { client: 'c', seq: 1 }, auth })),
+    ).to.equal(`030203026575017801630${'1'}${'aa'.repeat(32)}ac02${'bb'.repeat(16)}${'cc'.repeat(64)}`);
+    expect(
+      hex(
+        encodeCommand({
+          type: 'revoke-credential',
+          name: '',
+          credentialId: new Uint8Array(32).fill(1),
+          reason: 'x',
+        }),
+      ),
+    ).to.equal(`03050000${'01'.repeat(32)}0178`);
+    expect(hex(encodeCommand({ type: 'set-policy', name: '', policy: '{}' }))).to.equal('03060000027b7d');
+    expect(hex(commandSignedBody({ type: 'deregister', name: 'eu', id: 'x', auth }))).to.equal(
+      '0302000265750178',
+    );
+  });
+
+  it('round-trips governance commands and auth blocks, and refuses them in older formats', () => {
+    const auth = {
+      credentialId: new Uint8Array(32).fill(1),
+      timestampMs: 9,
+      nonce: new Uint8Array(16).fill(2),
+      signature: new Uint8Array(64).fill(3),
+    };
+    const cases: Command[] = [
+      {
+        type: 'issue-credential',
+        name: '',
+        credential: new Uint8Array([1, 2, 3]),
+        session: { client: 'a', seq: 1 },
+        auth,
+      },
+      { type: 'revoke-credential', name: '', credentialId: new Uint8Array(32).fill(7), reason: 'lost key' },
+      { type: 'set-policy', name: '', policy: '{"version":1}' },
+      { type: 'set-quota', name: '', quota: '{"version":1}', auth },
+      { type: 'genesis', name: '', genesis: new Uint8Array(10) },
+      { type: 'tree-head', name: '', treeHead: new Uint8Array(5) },
+      { type: 'register', name: 'eu/pay', instance, auth },
+    ];
+    for (const cmd of cases) {
+      expect(decodeCommand(encodeCommand(cmd))).to.deep.equal(cmd);
+      expect(() => encodeCommand(cmd, 2)).to.throw(CommandEncodeError, /format version 2/);
+    }
+    expect(() => decodeCommand(bytes('02 05 00 00'))).to.throw(
+      CommandDecodeError,
+      /does not exist in format version 2/,
+    );
+    expect(() => decodeCommand(bytes('03 06 00 01 61 00'))).to.throw(CommandDecodeError, /empty name/);
+    expect(() => decodeCommand(bytes('02 02 02 02 6575 01 78'))).to.throw(
+      CommandDecodeError,
+      /unknown flag bits 0x2/,
+    );
   });
 
   it('still reads format version 1 (a version 1 instance has ttlMs 0), and writes it on request', () => {
@@ -194,9 +256,9 @@ describe('registry command codec', () => {
       name: 'eu',
       id: 'x',
     });
-    // Re-encoding a version 1 command gives the version 2 bytes of the same command.
+    // Re-encoding a version 1 command gives the current version's bytes of the same command.
     const v2 = encodeCommand(decodeCommand(bytes(v1)));
-    expect(v2[0]).to.equal(2);
+    expect(v2[0]).to.equal(3);
     expect(decodeCommand(v2)).to.deep.equal(cmd);
   });
 
@@ -262,7 +324,7 @@ describe('registry command codec', () => {
       fc.property(validCommandArb, (cmd) => {
         expect(validateCommand(cmd)).to.equal(null);
         const encoded = encodeCommand(cmd);
-        expect(encoded[0]).to.equal(2);
+        expect(encoded[0]).to.equal(3);
         expect(decodeCommand(encoded)).to.deep.equal(cmd);
       }),
       { numRuns: 300 },
@@ -299,12 +361,21 @@ describe('registry command codec', () => {
     it('rejects empty input, an unknown version, an unknown type and unknown flag bits', () => {
       reject(new Uint8Array(0), /at byte 0: input ends where format version was expected \(truncated\?\)$/);
       reject(
-        bytes('03 02 00 02 6575 01 78'),
-        /unsupported format version 3 \(this build reads versions 1..2\)$/,
+        bytes('04 02 00 02 6575 01 78'),
+        /unsupported format version 4 \(this build reads versions 1..3\)$/,
       );
       reject(bytes('00 02 00 02 6575 01 78'), /unsupported format version 0 /);
-      reject(bytes('01 07 00 02 6575 01 78'), /at byte 1: unknown command type 7$/);
-      reject(bytes('02 04 00 02 6575 01 78'), /at byte 1: unknown command type 4$/);
+      reject(
+        bytes('01 07 00 02 6575 01 78'),
+        /at byte 1: command type 7 \(set-quota\) does not exist in format version 1$/,
+      );
+      reject(bytes('01 0a 00 02 6575 01 78'), /at byte 1: unknown command type 10$/);
+      reject(
+        bytes('02 04 00 02 6575 01 78'),
+        /at byte 1: command type 4 \(issue-credential\) does not exist in format version 2$/,
+      );
+      reject(bytes('03 0a 00 02 6575 01 78'), /at byte 1: unknown command type 10$/);
+      reject(bytes('03 02 04 02 6575 01 78'), /at byte 2: unknown flag bits 0x4$/);
       reject(bytes('01 02 02 02 6575 01 78'), /at byte 2: unknown flag bits 0x2$/);
       reject(bytes('02 02 02 02 6575 01 78'), /at byte 2: unknown flag bits 0x2$/);
     });
@@ -477,9 +548,9 @@ describe('registry command codec', () => {
       expect(() =>
         encodeCommand({ type: 'register', name: 'n', instance: { ...instance, ttlMs: 5_000 } }, 1),
       ).to.throw(CommandEncodeError, /instance ttl 5000 cannot be written in format version 1 \(no TTLs\)$/);
-      expect(() => encodeCommand({ type: 'deregister', name: 'n', id: 'i' }, 3)).to.throw(
+      expect(() => encodeCommand({ type: 'deregister', name: 'n', id: 'i' }, 4)).to.throw(
         CommandEncodeError,
-        /unknown format version 3 \(this build writes versions 1..2\)$/,
+        /unknown format version 4 \(this build writes versions 1..3\)$/,
       );
     });
   });

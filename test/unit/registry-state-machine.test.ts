@@ -159,9 +159,9 @@ describe('registry state machine', () => {
     it('rejects undecodable bytes, bad names and bad instances identically, advancing appliedIndex like a no-op', () => {
       const bad: [Uint8Array, string, RegExp][] = [
         [
-          new Uint8Array([1, 9, 0]),
+          new Uint8Array([1, 10, 0]),
           'malformed-command',
-          /^cannot decode registry command at byte 1: unknown command type 9$/,
+          /^cannot decode registry command at byte 1: unknown command type 10$/,
         ],
         [new Uint8Array([7]), 'malformed-command', /unsupported format version 7/],
         [
@@ -363,8 +363,8 @@ describe('registry state machine', () => {
         /at byte 0: not a registry snapshot \(bad magic\)$/,
       );
       reject(
-        new Uint8Array([0x41, 0x51, 0x52, 0x53, 3]),
-        /unsupported snapshot version 3 \(this build reads versions 1..2\)$/,
+        new Uint8Array([0x41, 0x51, 0x52, 0x53, 4]),
+        /unsupported snapshot version 4 \(this build reads versions 1..3\)$/,
       );
       reject(new Uint8Array([...bytes, 0]), /unexpected trailing bytes after the snapshot$/);
       for (let n = 0; n < bytes.length; n++) {
@@ -405,7 +405,7 @@ describe('registry state machine', () => {
   });
 
   describe('snapshot formats', () => {
-    it('restores a format 1 snapshot (instances get ttlMs 0) into the same state, written back as format 2', () => {
+    it('restores a format 1 snapshot (instances get ttlMs 0) into the same state, written back as format 3', () => {
       const v1 = fromHex(BUSY_V1_SNAPSHOT);
       const restored = RegistryStateMachine.restore(v1);
       const busy = new RegistryStateMachine();
@@ -420,7 +420,7 @@ describe('registry state machine', () => {
         inst('q', { address: 'fd00::1', port: 0, health: 'critical', ttlMs: 0 }),
       ]);
       const v2 = restored.snapshot();
-      expect(v2[4]).to.equal(2);
+      expect(v2[4]).to.equal(3);
       expect(hex(v2)).to.equal(hex(busy.snapshot()));
       expect(restored.stats()).to.deep.equal(busy.stats());
       expect(restored.apply(8, reg('zz/last', inst('a'), { client: 'c1', seq: 7 }))).to.have.property(
@@ -429,17 +429,18 @@ describe('registry state machine', () => {
       );
     });
 
-    it('pins format 2 byte for byte (TTL after the health; set-health results are kind 4)', () => {
+    it('pins format 3 byte for byte (TTL after the health; set-health results are kind 4; the aux table last)', () => {
       const sm = new RegistryStateMachine();
       sm.apply(1, reg('a', inst('i', { ttlMs: 1000 })));
       sm.apply(2, health('a', 'i', 'critical', { client: 'c', seq: 1 }));
       expect(hex(sm.snapshot())).to.equal(
         [
-          '41515253 02', // magic, version 2
+          '41515253 03', // magic, version 3
           '02 00', // applied index 2, last removal index 0
           '01 0161 02 01', // 1 name "a", modify index 2, 1 instance
           '0169 0831302e302e302e31 50 02 e807 00 00', // "i" 10.0.0.1 :80 critical ttl 1000, no tags, no meta
           '01 0163 01 04 01 02', // 1 session "c" seq 1: set-health changed=1 modifyIndex 2
+          '00', // no aux rows (no genesis: no governance, no lineage)
         ]
           .join('')
           .replace(/\s+/g, ''),
@@ -786,6 +787,7 @@ describe('registry state machine', () => {
           lastChange.set(cmd.name, index);
           return { type: 'set-health', ok: true, changed: true, modifyIndex: index };
         }
+        if (cmd.type !== 'deregister') throw new Error(`the model has no ${cmd.type}`);
         if (!map.has(cmd.id))
           return { type: 'deregister', ok: true, removed: false, modifyIndex: current(cmd.name) };
         map.delete(cmd.id);
