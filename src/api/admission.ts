@@ -92,6 +92,7 @@ export class Admission {
     name: string,
     body: () => Uint8Array,
     tags: readonly string[] = [],
+    authenticatedOnly = false,
   ): CommandAuth | undefined {
     const authority = machine.authority;
     const scopeId = authority.scopeId;
@@ -134,7 +135,12 @@ export class Admission {
     const skew = checkSkew(auth.timestampMs, now, this.#skewMs);
     if (skew !== null) throw refusal(status.PERMISSION_DENIED, 'clock-skew', skew);
     const decision: AuthorityDecision = authority.authorizeAuth(auth, action, name, tags);
-    if (!decision.ok) throw refusalOf(decision.rejection.code, decision.rejection.message);
+    // authenticatedOnly: a valid credential suffices (its validity refusals still apply).
+    const policyOnly =
+      decision.ok === false &&
+      (decision.rejection.code === 'policy-refused' || decision.rejection.code === 'wrong-prefix');
+    if (!decision.ok && !(authenticatedOnly && policyOnly))
+      throw refusalOf(decision.rejection.code, decision.rejection.message);
     // Last, so that a refused request does not use up its nonce.
     if (!this.#replay.admit(record.credential.subject, auth.nonce, auth.timestampMs, now))
       throw refusal(

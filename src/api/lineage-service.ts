@@ -53,12 +53,15 @@ export function lineageHandlers(c: LineageServiceComponents) {
       }
     };
   /** The scope's machine, once the caller may read its lineage. */
-  const readable = (req: Record<string, unknown>) => {
+  /**
+   * The scope's machine, once the caller may read its lineage (action read-lineage). Tree heads and proofs
+   * (`proofs`) need only a valid credential of the scope: a registrar upgrades its own receipt with them.
+   */
+  const readable = (req: Record<string, unknown>, proofs = false) => {
     const s = hostedScope(c.host, req.scope);
     const machine = s.group.registry;
-    c.admission.check(machine, req.auth as WireAuth, 'read-lineage', '', () =>
-      new TextEncoder().encode(s.name),
-    );
+    const body = () => new TextEncoder().encode(s.name);
+    c.admission.check(machine, req.auth as WireAuth, 'read-lineage', '', body, [], proofs);
     return machine;
   };
   const integer = (v: unknown, what: string): number => {
@@ -83,7 +86,7 @@ export function lineageHandlers(c: LineageServiceComponents) {
     }),
 
     GetTreeHead: unary('GetTreeHead', (req) => {
-      const machine = readable(req);
+      const machine = readable(req, true);
       const size = integer(req.size, 'size');
       const head = size === 0 ? machine.treeHead : machine.treeHeadOfSize(size);
       if (head === undefined)
@@ -101,7 +104,7 @@ export function lineageHandlers(c: LineageServiceComponents) {
     }),
 
     GetInclusionProof: unary('GetInclusionProof', (req) => {
-      const machine = readable(req);
+      const machine = readable(req, true);
       const index = integer(req.index, 'index');
       const treeSize = integer(req.treeSize, 'tree_size');
       if (treeSize > machine.lineage.size || index >= treeSize)
@@ -113,7 +116,7 @@ export function lineageHandlers(c: LineageServiceComponents) {
     }),
 
     GetConsistencyProof: unary('GetConsistencyProof', (req) => {
-      const machine = readable(req);
+      const machine = readable(req, true);
       const from = integer(req.fromSize, 'from_size');
       const to = integer(req.toSize, 'to_size');
       if (to > machine.lineage.size || from > to || from === 0)

@@ -385,7 +385,13 @@ export function registryHandlers(c: RegistryServiceComponents) {
         const leader = owner.group.leader;
         if (leader === '')
           throw new ApiError(status.UNAVAILABLE, `scope ${owner.name} has no leader right now; retry`);
-        return forward(leader, 'Registry', 'Heartbeat', { name, id }, deadlineSignal(call));
+        return forward(
+          leader,
+          'Registry',
+          'Heartbeat',
+          { name, id, auth: call.request.auth },
+          deadlineSignal(call),
+        );
       }
       const health = owner.ttl.heartbeat(name, id);
       if (health === 'unknown') {

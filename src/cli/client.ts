@@ -66,6 +66,39 @@ function connectionHint(target: Target): string {
   return `is an anchor running there? ${how}; retrying is safe`;
 }
 
+/** The services the CLI calls (all on the anchor's client port). */
+export type ServiceName = 'Registry' | 'Membership' | 'Lineage' | 'Governance';
+
+/**
+ * A refusal by a governed scope's authority carries its reason code in the trailer "aq-reason" and its
+ * outcome in "aq-outcome" (refuse or defer); the outcome decides the exit code, whatever the status.
+ */
+export function refusalOf(error: ServiceError): { reason: string; outcome: 'refuse' | 'defer' } | null {
+  const reasonCode = error.metadata?.get('aq-reason')[0];
+  const outcome = error.metadata?.get('aq-outcome')[0];
+  if (reasonCode === undefined || (outcome !== 'refuse' && outcome !== 'defer')) return null;
+  return { reason: String(reasonCode), outcome };
+}
+
+/** What to do about a refusal, by reason code (null: the message says it all). */
+export function refusalHint(reasonCode: string): string | null {
+  switch (reasonCode) {
+    case 'unauthenticated':
+      return "the scope is governed: pass --key KEYFILE (or AQ_KEY) with a credential's key (aq credential issue)";
+    case 'unknown-credential':
+      return 'list the credentials of the scope with aq credential list SCOPE';
+    case 'revoked':
+    case 'expired':
+      return 'ask a scope admin for a new credential (aq credential issue)';
+    case 'clock-skew':
+      return "check this machine's clock";
+    case 'policy-deferred':
+      return 'retrying later is safe';
+    default:
+      return null;
+  }
+}
+
 function reason(error: ServiceError): string {
   const details = oneLine(error.details ?? '');
   return details.length > 0 ? details : (status[error.code] ?? `status ${error.code}`);
@@ -84,6 +117,19 @@ export function remoteError(error: ServiceError, command: string, target: Target
   }
   const make = (message: string, hint: string | null) =>
     new CliError(`${command}: ${message}`, exitCode, { hint, cause: error });
+  const refused = refusalOf(error);
+  if (refused !== null) {
+    const word = refused.outcome === 'defer' ? 'deferred' : 'refused';
+    return new CliError(
+      `${command}: ${word} (${refused.reason}): ${reason(error)}`,
+      refused.outcome === 'defer' ? EXIT.defer : EXIT.refuse,
+      {
+        // The anchor's own message may already say what to do (e.g. "--key or AQ_KEY").
+        hint: /--key|aq credential/.test(reason(error)) ? null : refusalHint(refused.reason),
+        cause: error,
+      },
+    );
+  }
   switch (error.code) {
     case status.INVALID_ARGUMENT:
       return make(reason(error), null);
@@ -186,17 +232,17 @@ type StreamMethod = (request: object, options: CallOptions) => ClientReadableStr
 
 export class AnchorClient {
   readonly target: Target;
-  readonly #clients = new Map<'Registry' | 'Membership', Client>();
+  readonly #clients = new Map<ServiceName, Client>();
 
   constructor(target: Target) {
     this.target = target;
   }
 
-  #client(service: 'Registry' | 'Membership'): Client {
+  #client(service: ServiceName): Client {
     let client = this.#clients.get(service);
     if (client === undefined) {
       const Ctor = serviceClient(service);
-      // Both services share one channel (grpc-js pools channels by target and options).
+      // The services share one channel (grpc-js pools channels by target and options).
       client = new Ctor(this.target.address, credentials.createInsecure(), CHANNEL_OPTIONS);
       this.#clients.set(service, client);
     }
@@ -205,12 +251,14 @@ export class AnchorClient {
 
   /**
    * One unary call under the --timeout deadline; `retry` for writes, which are safe to repeat (same
-   * request, same client id and seq). A failure comes back as a CliError with its exit code.
+   * request, same client id and seq). A failure comes back as a CliError with its exit code. `request`
+   * may be a function: it is called for each attempt (a signed request needs a fresh nonce each time, or
+   * the anchor refuses the retry as a replay; the session inside keeps the write exactly-once).
    */
   async call<T>(
-    service: 'Registry' | 'Membership',
+    service: ServiceName,
     method: string,
-    request: object,
+    request: object | (() => object),
     command: string,
     retry: boolean,
   ): Promise<T> {
@@ -219,7 +267,8 @@ export class AnchorClient {
     if (fn === undefined) throw new Error(`aq.v1.${service} has no method ${method}`);
     const attempt = (deadline: number) =>
       new Promise<T>((resolve, reject) => {
-        fn.call(client, request, { deadline }, (error, response) => {
+        const body = typeof request === 'function' ? request() : request;
+        fn.call(client, body, { deadline }, (error, response) => {
           if (error !== null) reject(error);
           else resolve(response as T);
         });
@@ -232,7 +281,7 @@ export class AnchorClient {
   }
 
   /** A server stream without a deadline (it lives until cancelled). */
-  stream(service: 'Registry', method: string, request: object): ClientReadableStream<unknown> {
+  stream(service: 'Registry' | 'Lineage', method: string, request: object): ClientReadableStream<unknown> {
     const client = this.#client(service);
     const fn = (client as unknown as Record<string, StreamMethod>)[method];
     if (fn === undefined) throw new Error(`aq.v1.${service} has no method ${method}`);
@@ -241,7 +290,7 @@ export class AnchorClient {
 
   /** Whether the channel to the anchor is connected now. */
   isReady(): boolean {
-    const client = this.#clients.get('Registry') ?? this.#clients.get('Membership');
+    const client = this.#clients.values().next().value;
     return (
       client !== undefined && client.getChannel().getConnectivityState(false) === connectivityState.READY
     );
@@ -276,6 +325,8 @@ export interface WatchOptions {
   /** Told about each reconnection: why, when, and the index the next stream resumes after. */
   readonly onReconnect: (why: string, delayMs: number, afterIndex: number) => void;
   readonly signal: AbortSignal;
+  /** Signs each (re)connection afresh (a governed scope refuses a repeated nonce as a replay). */
+  readonly auth?: () => object | undefined;
 }
 
 /**
@@ -297,7 +348,12 @@ export async function followWatch(
     // one would skip the names not sent yet.
     let stateMax = afterIndex;
     const error = await new Promise<ServiceError | null>((resolve) => {
-      const call = anchor.stream('Registry', 'Watch', { ...request, afterIndex });
+      const auth = options.auth?.();
+      const call = anchor.stream('Registry', 'Watch', {
+        ...request,
+        afterIndex,
+        ...(auth === undefined ? {} : { auth }),
+      });
       const onAbort = () => call.cancel();
       options.signal.addEventListener('abort', onAbort, { once: true });
       // Until the anchor has been reached once, --timeout bounds the wait for a connection (a stream

@@ -3,6 +3,7 @@
 // as CliErrors and printed by main.ts.
 
 import { randomUUID } from 'node:crypto';
+import { encodeCommand } from '../registry/commands.ts';
 import type { AnchorClient, WatchEvent } from './client.ts';
 import { EXIT, type ExitCode } from './errors.ts';
 import {
@@ -34,6 +35,7 @@ import {
   type Target,
   type TargetFlags,
 } from './requests.ts';
+import { type KeyFlags, RequestSigner } from './signing.ts';
 
 export interface Io {
   out(text: string): void;
@@ -44,6 +46,11 @@ export interface ClientFlags extends TargetFlags {
   readonly json?: boolean | undefined;
 }
 
+/** The flags of a client command that can sign its requests (--key, --credential). */
+export type SignedFlags = ClientFlags & KeyFlags;
+
+const utf8 = (text: string): Uint8Array => new TextEncoder().encode(text);
+
 export interface CommandContext {
   readonly io: Io;
   /** Where --anchor's value came from (commander knows: flag, AQ_ANCHOR or the default). */
@@ -52,7 +59,7 @@ export interface CommandContext {
   readonly signal?: AbortSignal;
 }
 
-async function withClient<T>(target: Target, use: (client: AnchorClient) => Promise<T>): Promise<T> {
+export async function withClient<T>(target: Target, use: (client: AnchorClient) => Promise<T>): Promise<T> {
   const { AnchorClient } = await import('./client.ts');
   const client = new AnchorClient(target);
   try {
@@ -63,22 +70,41 @@ async function withClient<T>(target: Target, use: (client: AnchorClient) => Prom
 }
 
 /** One id per invocation: the anchor's exactly-once table keys retries of this command's write by it. */
-function newClientId(): string {
+export function newClientId(): string {
   return `aq-cli-${randomUUID()}`;
 }
 
-export async function register(name: string, flags: RegisterFlags & ClientFlags, ctx: CommandContext) {
+export async function register(
+  name: string,
+  flags: RegisterFlags & SignedFlags & { receipt?: string },
+  ctx: CommandContext,
+) {
   const request = buildRegisterRequest(name, flags, newClientId());
   const target = parseTarget(flags, ctx.anchorFrom);
-  const response = await withClient(target, (c) =>
-    c.call<{ receipt?: ReceiptView | null; index?: number }>(
+  const response = await withClient(target, async (c) => {
+    const signer = await RequestSigner.open(c, flags, { name }, 'register');
+    // What is signed is the command the anchor will propose: the instance as it rebuilds it (health
+    // passing) and the session, without the auth block.
+    const body = () =>
+      encodeCommand({
+        type: 'register',
+        name,
+        instance: { ...request.instance, health: 'passing' },
+        session: { client: request.clientId, seq: request.seq },
+      });
+    const signed = signer.signing ? await signer.sign(request, 'register', name, body()) : request;
+    const response = await c.call<{ receipt?: ReceiptView | null; index?: number }>(
       'Registry',
       'Register',
-      request,
+      signed,
       'register',
       true,
-    ),
-  );
+    );
+    if (flags.receipt === undefined) return response;
+    const { writeUpgradedReceipt } = await import('./lineage-commands.ts');
+    await writeUpgradedReceipt(c, signer, response, flags.receipt, ctx.io);
+    return response;
+  });
   ctx.io.out(
     flags.json === true
       ? jsonLine(response)
@@ -87,12 +113,27 @@ export async function register(name: string, flags: RegisterFlags & ClientFlags,
   return EXIT.ok;
 }
 
-export async function deregister(name: string, flags: { id: string } & ClientFlags, ctx: CommandContext) {
+export async function deregister(name: string, flags: { id: string } & SignedFlags, ctx: CommandContext) {
   const request = buildDeregisterRequest(name, flags.id, newClientId());
   const target = parseTarget(flags, ctx.anchorFrom);
-  const response = await withClient(target, (c) =>
-    c.call<{ removed?: boolean; index?: number }>('Registry', 'Deregister', request, 'deregister', true),
-  );
+  const response = await withClient(target, async (c) => {
+    const signer = await RequestSigner.open(c, flags, { name }, 'deregister');
+    const body = () =>
+      encodeCommand({
+        type: 'deregister',
+        name,
+        id: request.id,
+        session: { client: request.clientId, seq: request.seq },
+      });
+    const signed = signer.signing ? await signer.sign(request, 'deregister', name, body()) : request;
+    return c.call<{ removed?: boolean; index?: number }>(
+      'Registry',
+      'Deregister',
+      signed,
+      'deregister',
+      true,
+    );
+  });
   ctx.io.out(
     flags.json === true
       ? jsonLine(response)
@@ -101,35 +142,39 @@ export async function deregister(name: string, flags: { id: string } & ClientFla
   return EXIT.ok;
 }
 
-export async function heartbeat(name: string, flags: { id: string } & ClientFlags, ctx: CommandContext) {
+export async function heartbeat(name: string, flags: { id: string } & SignedFlags, ctx: CommandContext) {
   const request = buildHeartbeatRequest(name, flags.id);
   const target = parseTarget(flags, ctx.anchorFrom);
   // A heartbeat is idempotent, so it is retried like a write although it carries no client id.
-  const response = await withClient(target, (c) =>
-    c.call<{ health?: string }>('Registry', 'Heartbeat', request, 'heartbeat', true),
-  );
+  const response = await withClient(target, async (c) => {
+    const signer = await RequestSigner.open(c, flags, { name }, 'heartbeat');
+    const signed = await signer.sign(request, 'heartbeat', name, utf8(`${name}/${request.id}`));
+    return c.call<{ health?: string }>('Registry', 'Heartbeat', signed, 'heartbeat', true);
+  });
   ctx.io.out(flags.json === true ? jsonLine(response) : formatHeartbeat(name, flags.id, response.health));
   return EXIT.ok;
 }
 
 export async function resolve(
   name: string,
-  flags: { stale?: boolean; passing?: boolean } & ClientFlags,
+  flags: { stale?: boolean; passing?: boolean } & SignedFlags,
   ctx: CommandContext,
 ) {
   const request = buildResolveRequest(name, flags);
   const target = parseTarget(flags, ctx.anchorFrom);
   // Reads are not retried: a DEFER answer (exit 4) already says that running it again is safe.
-  const response = await withClient(target, (c) =>
-    c.call<ResolveView>('Registry', 'Resolve', request, 'resolve', false),
-  );
+  const response = await withClient(target, async (c) => {
+    const signer = await RequestSigner.open(c, flags, { name }, 'resolve');
+    const signed = await signer.sign(request, 'resolve', name, utf8(name));
+    return c.call<ResolveView>('Registry', 'Resolve', signed, 'resolve', false);
+  });
   ctx.io.out(flags.json === true ? jsonLine(response) : formatResolve(response));
   return EXIT.ok;
 }
 
 export async function list(
   prefix: string | undefined,
-  flags: { stale?: boolean; limit?: string } & ClientFlags,
+  flags: { stale?: boolean; limit?: string } & SignedFlags,
   ctx: CommandContext,
 ) {
   const plan = buildListRequest(prefix, flags);
@@ -137,12 +182,18 @@ export async function list(
   const { names, next } = await withClient(target, async (c) => {
     const names: ResolveView[] = [];
     let request = plan.request;
+    // A key signs for the one scope that owns PREFIX; listing every name (no prefix) asks every scope the
+    // anchor serves and goes unsigned (a governed scope among them refuses it).
+    const signer =
+      request.prefix === ''
+        ? RequestSigner.unsigned
+        : await RequestSigner.open(c, flags, { name: request.prefix }, 'list');
     // Pages until the anchor has no more or --limit is reached.
     for (;;) {
       const page = await c.call<{ names?: ResolveView[]; next?: string }>(
         'Registry',
         'List',
-        request,
+        await signer.sign(request, 'resolve', request.prefix, utf8(request.prefix)),
         'list',
         false,
       );
@@ -163,7 +214,7 @@ export async function list(
 
 export async function watch(
   name: string,
-  flags: { prefix?: boolean; index?: string } & ClientFlags,
+  flags: { prefix?: boolean; index?: string } & SignedFlags,
   ctx: CommandContext,
 ): Promise<ExitCode> {
   const request = buildWatchRequest(name, flags);
@@ -177,16 +228,19 @@ export async function watch(
     process.once('SIGTERM', stop);
   }
   try {
-    await withClient(target, (c) =>
-      followWatch(c, request, {
+    await withClient(target, async (c) => {
+      const signer = await RequestSigner.open(c, flags, { name }, 'watch');
+      const auth = await signer.authFor('resolve', name);
+      return followWatch(c, request, {
+        ...(auth === null ? {} : { auth: () => auth(utf8(name)) }),
         signal: controller.signal,
         onEvent: (event: WatchEvent) =>
           ctx.io.out(flags.json === true ? jsonLine(event) : formatWatchEvent(event)),
         onReconnect: (why: string, delayMs: number, afterIndex: number) => {
           ctx.io.err(`aq: watch: ${why}; reconnecting after index ${afterIndex} in ${delayMs}ms\n`);
         },
-      }),
-    );
+      });
+    });
   } finally {
     process.off('SIGINT', stop);
     process.off('SIGTERM', stop);

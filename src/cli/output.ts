@@ -54,12 +54,22 @@ export interface WatchEventView {
 
 /** One line of JSON; bytes as base64 (the proto3 JSON mapping), so receipts' signatures stay readable. */
 export function jsonLine(value: unknown): string {
-  return `${JSON.stringify(value, (_key, v: unknown) => {
-    if (v instanceof Uint8Array) return Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64');
-    // Buffer.toJSON runs before the replacer sees it: {type: 'Buffer', data: [...]}.
-    if (isBufferJson(v)) return Buffer.from(v.data).toString('base64');
-    return v;
-  })}\n`;
+  return `${jsonText(value)}\n`;
+}
+
+/** JSON with bytes as base64 (as jsonLine), indented by `space` when given (files people read). */
+export function jsonText(value: unknown, space?: number): string {
+  return JSON.stringify(
+    value,
+    (_key, v: unknown) => {
+      if (v instanceof Uint8Array)
+        return Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64');
+      // Buffer.toJSON runs before the replacer sees it: {type: 'Buffer', data: [...]}.
+      if (isBufferJson(v)) return Buffer.from(v.data).toString('base64');
+      return v;
+    },
+    space,
+  );
 }
 
 function isBufferJson(v: unknown): v is { type: 'Buffer'; data: number[] } {
@@ -216,4 +226,121 @@ export function formatWatchEvent(event: WatchEventView): string {
 
 function hostPort(address: string, port: number): string {
   return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+}
+
+// ---- governance ----
+
+/** A credential as the commands show it (aq.v1.Credential as proto-loader decodes it). */
+export interface CredentialRow {
+  readonly id: string;
+  readonly role: string;
+  readonly subject: string;
+  readonly prefix: string;
+  readonly notBeforeMs: number;
+  readonly notAfterMs: number;
+  readonly issuedAt: number;
+  readonly revokedAt: number;
+  readonly revokeReason?: string;
+}
+
+/** Largest validity bound: "forever" (credential.ts FOREVER_MS). */
+const FOREVER = Number.MAX_SAFE_INTEGER;
+
+/** A time for people: `2026-02-23 14:05Z` (UTC, to the minute). */
+export function shortTime(ms: number): string {
+  if (!Number.isFinite(ms) || ms > 8.64e15) return 'never';
+  return new Date(ms)
+    .toISOString()
+    .replace('T', ' ')
+    .replace(/:[0-9]{2}\.[0-9]{3}Z$/, 'Z');
+}
+
+/** `always`, `until 2026-02-23 14:05Z`, `from ... until ...`, with `(expired)` / `(not yet valid)`. */
+export function validityText(notBeforeMs: number, notAfterMs: number, nowMs: number): string {
+  // The start is worth showing only while it is ahead.
+  const from = nowMs < notBeforeMs ? `from ${shortTime(notBeforeMs)} ` : '';
+  const until = notAfterMs >= FOREVER ? (from === '' ? 'always' : 'on') : `until ${shortTime(notAfterMs)}`;
+  const state = nowMs > notAfterMs ? ' (expired)' : nowMs < notBeforeMs ? ' (not yet valid)' : '';
+  return `${from}${until}${state}`;
+}
+
+/** `""` shows as `(all)`: a prefix that covers every name of the scope. */
+export function prefixText(prefix: string): string {
+  return prefix === '' ? '(all)' : prefix;
+}
+
+export function credentialsTable(credentials: readonly CredentialRow[], nowMs: number): string {
+  if (credentials.length === 0) return 'no credentials\n';
+  const rows = [...credentials].sort((a, b) => a.issuedAt - b.issuedAt || (a.id < b.id ? -1 : 1));
+  return renderTable(
+    ['ID', 'ROLE', 'SUBJECT', 'PREFIX', 'VALID', 'ISSUED', 'REVOKED'],
+    rows.map((c) => [
+      `${c.id.slice(0, 16)}…`,
+      c.role,
+      `${c.subject.slice(0, 16)}…`,
+      prefixText(c.prefix),
+      validityText(c.notBeforeMs, c.notAfterMs, nowMs),
+      c.issuedAt === 0 ? 'genesis' : `index ${c.issuedAt}`,
+      c.revokedAt === 0 ? '-' : `index ${c.revokedAt}`,
+    ]),
+  );
+}
+
+export function formatCredential(c: CredentialRow, nowMs: number): string {
+  const pairs: [string, string][] = [
+    ['id', c.id],
+    ['role', c.role],
+    ['subject', c.subject],
+    ['prefix', prefixText(c.prefix)],
+    [
+      'valid',
+      `from ${c.notBeforeMs === 0 ? 'the start' : shortTime(c.notBeforeMs)} until ${shortTime(c.notAfterMs)}${validityText(
+        c.notBeforeMs,
+        c.notAfterMs,
+        nowMs,
+      )
+        .replace(/^[^(]*/, ' ')
+        .trimEnd()}`,
+    ],
+    ['issued', c.issuedAt === 0 ? 'by the genesis' : `at log index ${c.issuedAt}`],
+    [
+      'revoked',
+      c.revokedAt === 0 ? 'no' : `at log index ${c.revokedAt}${c.revokeReason ? ` (${c.revokeReason})` : ''}`,
+    ],
+  ];
+  return pairs.map(([k, v]) => `${k.padEnd(8)} ${printable(v)}\n`).join('');
+}
+
+/** A quota document in one line: `max 1000 instances, max 50 names, eu/pay/ ≤ 100 instances; over: refuse`. */
+export function describeQuota(doc: {
+  maxInstances?: number;
+  maxNames?: number;
+  prefixes: readonly { prefix: string; maxInstances: number }[];
+  registrationsPerSecond?: number;
+  over: string;
+}): string {
+  const parts: string[] = [];
+  if (doc.maxInstances !== undefined) parts.push(`max ${doc.maxInstances} instances`);
+  if (doc.maxNames !== undefined) parts.push(`max ${doc.maxNames} names`);
+  for (const p of doc.prefixes) parts.push(`${p.prefix} ≤ ${p.maxInstances} instances`);
+  if (doc.registrationsPerSecond !== undefined)
+    parts.push(`${doc.registrationsPerSecond} registrations/s per principal`);
+  return `${parts.length === 0 ? 'no budgets' : parts.join(', ')}; over: ${doc.over}`;
+}
+
+/** One row of `aq lineage`. */
+export interface LineageRow {
+  readonly index: number;
+  readonly logIndex: number;
+  readonly kind: string;
+  readonly what: string;
+  /** The admitting anchor (short peer id). */
+  readonly anchor: string;
+}
+
+export function lineageTable(rows: readonly LineageRow[]): string {
+  return renderTable(
+    ['INDEX', 'LOG INDEX', 'KIND', 'WHAT', 'ANCHOR'],
+    rows.map((r) => [String(r.index), String(r.logIndex), r.kind, r.what, r.anchor]),
+  );
 }

@@ -93,7 +93,7 @@ export type AuthorityDecision =
 const GOVERNED_DEFAULT: PolicyDocument = decodePolicy('{"version":1,"default":"refuse","rules":[]}');
 
 /** Actions each role grants by itself (the taxonomy), within the credential's prefix. */
-const ROLE_GRANTS: Readonly<Record<Role, readonly Action[]>> = {
+export const ROLE_GRANTS: Readonly<Record<Role, readonly Action[]>> = {
   'scope-admin': ['register', 'deregister', 'resolve', 'read-lineage', 'administer', 'heartbeat'],
   anchor: ['resolve', 'read-lineage'],
   registrar: ['register', 'deregister', 'heartbeat'],

@@ -100,10 +100,17 @@ describe('cli: commander wiring (in-process)', () => {
       'list',
       'watch',
       'members',
+      'keygen',
+      'scope',
+      'credential',
+      'policy',
+      'quota',
+      'lineage',
+      'verify',
     ]) {
       expect(io.stdout).to.match(new RegExp(`\\n  ${command} `));
     }
-    for (const absent of ['lineage', 'verify', 'nomad', 'policy', 'quota', 'adjacency', 'split', 'migrate']) {
+    for (const absent of ['nomad', 'adjacency', 'split', 'migrate']) {
       expect(io.stdout).to.not.match(new RegExp(`\\n  ${absent} `));
     }
     const resolve = capture();
