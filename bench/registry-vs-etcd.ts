@@ -11,6 +11,8 @@
 //   register 1 in flight, register 64 in flight   (etcd: put)
 //   resolve linearizable, 64 in flight            (etcd: linearizable range get of the name's prefix)
 //   resolve stale (local), 64 in flight           (etcd: serializable range get of the name's prefix)
+//   the same three on the governed scope gbench   (aqmesh only: signed requests, credentials, a
+//                                                  12-rule policy, lineage; reported as signed/open)
 //
 // Phases alternate between the systems (aqmesh then etcd for each phase) so that both see the same
 // machine. Reads go round robin over the three members (etcd3 picks a member at random per call); writes
@@ -23,7 +25,8 @@
 // Flags: --seconds N (measured window per phase, default 8), --warmup N (default 2), --workers N (client
 // processes per system, default 2), --in-flight N (default 64), --names N (default 1000), --writes
 // all|leader, --skip-etcd (aqmesh only, for profiling), --only ID[,ID] (some phases: register-seq,
-// register, resolve-linearizable, resolve-stale), --log-level LEVEL (the anchors'; default info,
+// register, resolve-linearizable, resolve-stale, and their governed twins register-signed,
+// resolve-linearizable-signed, resolve-stale-signed), --log-level LEVEL (the anchors'; default info,
 // the lowest level that prints the address line).
 
 import { type ChildProcess, fork } from 'node:child_process';
@@ -32,6 +35,13 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Etcd3 } from 'etcd3';
+import {
+  BenchSigner,
+  GOVERNED_SCOPE,
+  type GovernedScope,
+  issueBenchCredentials,
+  prepareGovernedScope,
+} from './lib/authority.ts';
 import {
   type Anchor,
   type AnchorGroup,
@@ -98,6 +108,8 @@ interface PhaseSpec {
   label: string;
   kind: PhaseKind;
   inFlight: number;
+  /** A signed phase of the governed scope (aqmesh only), compared with this open phase of the same run. */
+  openTwin?: string;
 }
 
 const ALL_PHASES: PhaseSpec[] = [
@@ -114,6 +126,29 @@ const ALL_PHASES: PhaseSpec[] = [
     label: `resolve stale/serializable, ${inFlight} in flight`,
     kind: 'resolve-stale',
     inFlight,
+  },
+  // The same phases on the governed scope (gbench): signed requests, credential and policy checks at the
+  // edge and at apply, the lineage. Compared with the open scope's phases above (the cost of authority).
+  {
+    id: 'register-signed',
+    label: `register SIGNED, ${inFlight} in flight`,
+    kind: 'register-signed',
+    inFlight,
+    openTwin: 'register',
+  },
+  {
+    id: 'resolve-linearizable-signed',
+    label: `resolve linearizable SIGNED, ${inFlight} in flight`,
+    kind: 'resolve-linearizable-signed',
+    inFlight,
+    openTwin: 'resolve-linearizable',
+  },
+  {
+    id: 'resolve-stale-signed',
+    label: `resolve stale SIGNED, ${inFlight} in flight`,
+    kind: 'resolve-stale-signed',
+    inFlight,
+    openTwin: 'resolve-stale',
   },
 ];
 
@@ -341,6 +376,20 @@ async function preloadAqmesh(group: AnchorGroup): Promise<void> {
     throw new Error(`aqmesh preload: ${nameOf(names - 1)} resolves to ${check.instances.length} instances`);
 }
 
+async function preloadGoverned(group: AnchorGroup, scope: GovernedScope): Promise<void> {
+  const addresses = group.anchors.map((a) => a.info.grpc);
+  await issueBenchCredentials(scope, addresses);
+  const signer = new BenchSigner(scope, 999);
+  await inParallel(names, 16, async (k) => {
+    await aqCall(
+      addresses[k % addresses.length]!,
+      'Registry',
+      'Register',
+      signer.register(nameOf(k, GOVERNED_SCOPE), instanceOf(k, 0)),
+    );
+  });
+}
+
 async function preloadEtcd(members: EtcdMember[]): Promise<void> {
   const client = new Etcd3({ hosts: members.map((m) => `http://${m.client}`) });
   try {
@@ -402,6 +451,26 @@ function table(rows: Row[]): string {
         fmt(r.clientCores, 2),
         r.rssMiB.map((m) => fmt(m)).join('/'),
         `${r.errors}${r.errorsTotal !== r.errors ? ` (${r.errorsTotal} all)` : ''}`,
+      ]);
+    }
+    const twin =
+      phase.openTwin === undefined
+        ? undefined
+        : rows.find((r) => r.phase === phase.openTwin && r.system === 'aqmesh');
+    if (a && twin) {
+      const x = (v: number | null) => (v === null ? '-' : `${v.toFixed(2)}x`);
+      lines.push([
+        '',
+        'signed/open',
+        x(ratio(a.opsPerSec, twin.opsPerSec)),
+        x(ratio(a.p50, twin.p50)),
+        x(ratio(a.p99, twin.p99)),
+        x(ratio(a.max, twin.max)),
+        x(ratio(a.serverCpuUsPerOp, twin.serverCpuUsPerOp)),
+        '',
+        '',
+        '',
+        '',
       ]);
     }
     if (a && e) {
@@ -545,11 +614,12 @@ async function main(): Promise<void> {
   }
   root = await mkdtemp(join(tmpdir(), 'aq-bench-'));
   const started = Date.now();
+  const governed = await prepareGovernedScope(join(root, 'aq'));
   [group, etcdMembers] = await Promise.all([
     withTimeout(
       'starting the aqmesh scope group',
       90_000,
-      startAnchorGroup(join(root, 'aq'), SCOPE, logLevel),
+      startAnchorGroup(join(root, 'aq'), SCOPE, logLevel, ['--genesis', governed.genesisFile]),
     ),
     skipEtcd
       ? Promise.resolve([])
@@ -567,6 +637,10 @@ async function main(): Promise<void> {
   const encodedSize = encodeInstance(instanceOf(0, 0)).length;
   progress(`preloading ${names} names with one ${encodedSize}-byte instance each (target ${INSTANCE_BYTES})`);
   await Promise.race([failure, withTimeout('aqmesh preload', 60_000, preloadAqmesh(group))]);
+  progress(
+    `governed scope ${GOVERNED_SCOPE} (${governed.scopeId.slice(0, 16)}…): issuing credentials, preloading ${names} names with signed requests`,
+  );
+  await Promise.race([failure, withTimeout('governed preload', 120_000, preloadGoverned(group, governed))]);
   if (!skipEtcd) await Promise.race([failure, withTimeout('etcd preload', 60_000, preloadEtcd(etcdMembers))]);
 
   for (const system of systems) {
@@ -588,6 +662,7 @@ async function main(): Promise<void> {
             writes,
             etcd: etcdMembers.map((m) => m.client),
             names,
+            signing: governed,
           },
         });
         return ready;
@@ -623,6 +698,7 @@ async function main(): Promise<void> {
   let revBase = 1;
   for (const phase of PHASES) {
     for (const system of systems) {
+      if (phase.openTwin !== undefined && system !== 'aqmesh') continue;
       const pids = system === 'aqmesh' ? g.anchors.map((a: Anchor) => a.pid) : etcdMembers.map((m) => m.pid);
       progress(`${system}: ${phase.label} (${warmup} s warm-up + ${seconds} s)`);
       const row = await Promise.race([
@@ -677,6 +753,9 @@ async function main(): Promise<void> {
   const eLin = get('etcd', 'resolve-linearizable');
   const aSt = get('aqmesh', 'resolve-stale');
   const eSt = get('etcd', 'resolve-stale');
+  const sReg = get('aqmesh', 'register-signed');
+  const sLin = get('aqmesh', 'resolve-linearizable-signed');
+  const sSt = get('aqmesh', 'resolve-stale-signed');
   const r1 = (v: number | undefined) => (v === undefined || !Number.isFinite(v) ? null : Math.round(v));
   const r2 = (v: number | undefined) =>
     v === undefined || !Number.isFinite(v) ? null : Math.round(v * 100) / 100;
@@ -702,6 +781,15 @@ async function main(): Promise<void> {
     etcd_get_p99_ms: r2(eSt?.p99),
     resolve_cpu_us: r1(aSt?.serverCpuUsPerOp),
     etcd_get_cpu_us: r1(eSt?.serverCpuUsPerOp),
+    // The cost of authority: the governed scope's signed phases over the open scope's, same run.
+    register_signed_per_s: r1(sReg?.opsPerSec),
+    register_signed_ratio: ratio(sReg?.opsPerSec, aReg?.opsPerSec),
+    register_signed_cpu_us: r1(sReg?.serverCpuUsPerOp),
+    resolve_linearizable_signed_per_s: r1(sLin?.opsPerSec),
+    resolve_linearizable_signed_ratio: ratio(sLin?.opsPerSec, aLin?.opsPerSec),
+    resolve_signed_per_s: r1(sSt?.opsPerSec),
+    resolve_signed_ratio: ratio(sSt?.opsPerSec, aSt?.opsPerSec),
+    resolve_signed_cpu_us: r1(sSt?.serverCpuUsPerOp),
     anchor_idle_cores: r2(idle.anchors),
     etcd_idle_cores: skipEtcd ? null : r2(idle.etcd),
     register_client_cpu_us: r1(aReg?.clientCpuUsPerOp),

@@ -15,8 +15,8 @@ const REV_WIDTH = 12;
 /** An instance as the Registry service takes it on the wire. */
 export type BenchInstance = WireInstance;
 
-export function nameOf(k: number): string {
-  return `${SCOPE}/svc-${k}`;
+export function nameOf(k: number, scope = SCOPE): string {
+  return `${scope}/svc-${k}`;
 }
 
 export function instanceIdOf(k: number): string {

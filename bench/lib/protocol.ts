@@ -1,7 +1,16 @@
 // The messages between the benchmark's orchestrator and its client workers (IPC, advanced serialization).
 
+import type { SigningIdentity } from './authority.ts';
+
 export type System = 'aqmesh' | 'etcd';
-export type PhaseKind = 'register' | 'resolve-linearizable' | 'resolve-stale';
+/** The *-signed kinds run against the governed scope with signed requests (aqmesh only). */
+export type PhaseKind =
+  | 'register'
+  | 'resolve-linearizable'
+  | 'resolve-stale'
+  | 'register-signed'
+  | 'resolve-linearizable-signed'
+  | 'resolve-stale-signed';
 
 export interface WorkerInit {
   index: number;
@@ -15,6 +24,8 @@ export interface WorkerInit {
   /** etcd: every member's client address (host:port). */
   etcd: string[];
   names: number;
+  /** aqmesh: the keys and credentials that sign the governed scope's requests. */
+  signing?: SigningIdentity;
 }
 
 export type ParentMessage =

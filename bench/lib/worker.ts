@@ -8,6 +8,7 @@ import { performance } from 'node:perf_hooks';
 import { credentials, Metadata, type ServiceError, status } from '@grpc/grpc-js';
 import { Etcd3 } from 'etcd3';
 import { serviceClient } from '../../src/api/proto.ts';
+import { BenchSigner, GOVERNED_SCOPE } from './authority.ts';
 import { encodeInstance, etcdKeyOf, etcdPrefixOf, instanceOf, nameOf } from './data.ts';
 import type { ParentMessage, PhaseKind, PhaseResult, WorkerInit } from './protocol.ts';
 
@@ -65,13 +66,29 @@ function setupAqmesh(w: WorkerInit): Record<PhaseKind, Op> {
   let nextWrite = w.index;
   const reader = () => clients[nextRead++ % clients.length]!;
   const writer = () => writers[nextWrite++ % writers.length]!;
+  // The governed scope's requests are signed per call (fresh timestamp and nonce), as a real client must.
+  const signer = w.signing === undefined ? null : new BenchSigner(w.signing, w.index);
+  const signed = (): BenchSigner => {
+    if (signer === null) throw new Error('no signing identity: the governed scope is not set up');
+    return signer;
+  };
   return {
     register: (k, rev) => unary(writer(), 'Register', { name: nameOf(k), instance: instanceOf(k, rev) }),
     'resolve-linearizable': (k) =>
       unary(reader(), 'Resolve', { name: nameOf(k), consistency: 'CONSISTENCY_LINEARIZABLE' }),
     'resolve-stale': (k) => unary(reader(), 'Resolve', { name: nameOf(k), consistency: 'CONSISTENCY_STALE' }),
+    'register-signed': (k, rev) =>
+      unary(writer(), 'Register', signed().register(nameOf(k, GOVERNED_SCOPE), instanceOf(k, rev))),
+    'resolve-linearizable-signed': (k) =>
+      unary(reader(), 'Resolve', signed().resolve(nameOf(k, GOVERNED_SCOPE), 'CONSISTENCY_LINEARIZABLE')),
+    'resolve-stale-signed': (k) =>
+      unary(reader(), 'Resolve', signed().resolve(nameOf(k, GOVERNED_SCOPE), 'CONSISTENCY_STALE')),
   };
 }
+
+const AQMESH_ONLY = async (): Promise<void> => {
+  throw new Error('signed phases run on aqmesh only');
+};
 
 function setupEtcd(w: WorkerInit): Record<PhaseKind, Op> {
   const client = new Etcd3({
@@ -94,6 +111,9 @@ function setupEtcd(w: WorkerInit): Record<PhaseKind, Op> {
       const res = await client.getAll().prefix(etcdPrefixOf(k)).serializable(true).exec();
       if (res.kvs.length === 0) throw new Error(`etcd: nothing under ${etcdPrefixOf(k)}`);
     },
+    'register-signed': AQMESH_ONLY,
+    'resolve-linearizable-signed': AQMESH_ONLY,
+    'resolve-stale-signed': AQMESH_ONLY,
   };
 }
 

@@ -13,7 +13,7 @@ type Unary = (
 
 export function callOnce<T>(
   address: string,
-  service: 'Registry' | 'Membership',
+  service: 'Registry' | 'Membership' | 'Governance' | 'Lineage',
   method: string,
   request: unknown,
   deadlineMs = 10_000,

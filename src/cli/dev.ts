@@ -255,7 +255,7 @@ function print(o: DevOptions, anchors: readonly DevAnchor[], root: string, keep:
     r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] as number))).join('  '),
   );
   const text = [
-    'aqmesh dev: one local region on loopback (development mode: no credentials or policy yet; DNS, Consul API and cross-scope traversal are not built yet)',
+    'aqmesh dev: one local region on loopback (development mode: open scopes with the PERMISSIVE development policy — no credentials needed, anything is admitted; found a governed scope with aq scope create + aq anchor start --genesis. DNS, Consul API and cross-scope traversal are not built yet)',
     '',
     ...lines,
     '',

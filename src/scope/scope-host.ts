@@ -16,6 +16,7 @@ import {
   type RaftStorage,
 } from '../consensus/index.ts';
 import { encodeGenesis, type Genesis, scopeIdOf } from '../governance/genesis.ts';
+import { publicKeyOfPeerId } from '../identity/peer-id.ts';
 import type { Signer } from '../identity/signer.ts';
 import { entrySignedBytes } from '../lineage/entry.ts';
 import { encodeTreeHead, signTreeHead } from '../lineage/tree-head.ts';
@@ -257,6 +258,17 @@ export class ScopeHost implements ConsensusReceiver {
     }
     const conf = group.conf();
     if (conf.voters.includes(peer) || conf.learners.includes(peer)) return group.appliedIndex;
+    // A governed scope admits as members only anchors it credentialed (the genesis founders, or an
+    // `anchor` credential issued through its log): that is also how an anchor's key is rotated.
+    const authority = group.registry.authority;
+    if (!authority.open && !authority.isAnchorKey(publicKeyOfPeerId(peer))) {
+      throw withCode(
+        new Error(
+          `${peer} holds no anchor credential of scope ${scope}: an admin must issue one (aq credential issue ${scope} --role anchor --subject ${peer}) before it joins`,
+        ),
+        7,
+      );
+    }
     await retryChange(signal, () =>
       group.changeMembership(
         { type: 'add-learner', node: peer },
