@@ -408,7 +408,12 @@ async function enterScope(
           logger.info({ scope, via: member }, 'joined the scope group as a learner');
           return;
         } catch (error) {
-          logger.debug({ scope, via: member, err: (error as Error).message }, 'join attempt failed');
+          // Refused by the group's authority (no anchor credential): worth an operator's attention.
+          const refused = (error as { code?: number }).code === status.PERMISSION_DENIED;
+          logger[refused ? 'warn' : 'debug'](
+            { scope, via: member, err: (error as Error).message },
+            refused ? 'join refused by the scope' : 'join attempt failed',
+          );
         }
       }
     } else if (step.claimants !== lastWait) {

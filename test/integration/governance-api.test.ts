@@ -522,4 +522,90 @@ describe('governed scope over gRPC (3 real processes, one genesis)', function ()
       l.close();
     }
   });
+
+  it('admits a new anchor only once credentialed, and rotates a founder out without a gap', async () => {
+    const gov = client(anchors[0]?.info.grpc as string, 'Governance');
+    const dir = await tempDir('gov3');
+    dirs.push(dir);
+    const seed = new Uint8Array(32).fill(4);
+    await writeFile(join(dir, 'anchor.key'), encodeKeyFile(seed), { mode: 0o600 });
+    const newcomer = await startAnchorProcess({
+      dataDir: dir,
+      scopes: [SCOPE],
+      // Waits for the group rather than founding one alone; it learns the genesis from the log.
+      bootstrapExpect: 3,
+      bootstrap: [anchors[0]?.info.p2p[0] as string],
+    });
+    const membersOf = async () => {
+      const m = client(anchors[0]?.info.grpc as string, 'Membership');
+      try {
+        return (await m.call<{ members: { id: string; role: string }[] }>('Members', { scope: SCOPE }))
+          .members;
+      } finally {
+        m.close();
+      }
+    };
+    try {
+      // Without a credential its Join is refused (and it says so), and it is not a member.
+      await eventually('the refusal in its log', async () =>
+        newcomer.logs.some((l) => l.includes('join refused by the scope')) ? true : undefined,
+      ).catch((error: Error) => {
+        throw new Error(`${error.message}\n${newcomer.logs.slice(-15).join('\n')}`);
+      });
+      expect((await membersOf()).map((m) => m.id)).to.not.include(newcomer.info.peerId);
+      // The admin credentials it as an anchor: it joins, and is promoted to voter.
+      await issue(gov.call, {
+        role: 'anchor',
+        subject: new NodeSigner(seed).publicKey,
+        prefix: '',
+        notBeforeMs: 0,
+        notAfterMs: Number.MAX_SAFE_INTEGER,
+      });
+      await eventually(
+        'the newcomer a voter',
+        async () =>
+          (await membersOf()).find((m) => m.id === newcomer.info.peerId)?.role === 'voter' ? true : undefined,
+        30_000,
+      );
+      // Rotation: a founder leaves the group and its credential is revoked; the scope keeps serving.
+      const old = anchors[2] as AnchorProcess;
+      const m = client(anchors[0]?.info.grpc as string, 'Membership');
+      try {
+        await m.call('Remove', { scope: SCOPE, id: old.info.peerId });
+      } finally {
+        m.close();
+      }
+      const oldKey = new NodeSigner(new Uint8Array(32).fill(3)).publicKey;
+      const oldCred = credentialId({
+        scopeId,
+        role: 'anchor',
+        subject: oldKey,
+        prefix: '',
+        notBeforeMs: 0,
+        notAfterMs: Number.MAX_SAFE_INTEGER,
+      });
+      await submit(gov.call, {
+        type: 'revoke-credential',
+        name: '',
+        credentialId: oldCred,
+        reason: 'rotated',
+      });
+      const admin2 = await issue(gov.call, {
+        role: 'registrar',
+        subject: registrar.publicKey,
+        prefix: 'eu/rotated/',
+        notBeforeMs: Date.now() - DAY,
+        notAfterMs: Date.now() + DAY,
+      });
+      const r = client(newcomer.info.grpc, 'Registry');
+      try {
+        const res = await register(r.call, 'eu/rotated/api', 'i1', registrar, admin2);
+        expect((res.receipt as { anchor: string }).anchor).to.equal(newcomer.info.peerId);
+      } finally {
+        r.close();
+      }
+    } finally {
+      gov.close();
+    }
+  });
 });
