@@ -41,6 +41,8 @@ import { formationStep } from './formation.ts';
 export interface AnchorAddresses {
   readonly peerId: string;
   readonly grpc: string;
+  /** The TLS client port (--grpc-tls), when served. */
+  readonly grpcTls?: string;
   readonly peer: string;
   readonly http: string;
   readonly p2p: readonly string[];
@@ -258,21 +260,40 @@ async function start(
     'grpc.max_receive_message_length': LIMITS.maxRequestBytes,
     'grpc.max_send_message_length': 64 << 20,
   });
-  clientServer.addService((v1.Registry as { service: ServiceDefinition }).service, api.registry);
-  clientServer.addService((v1.Membership as { service: ServiceDefinition }).service, api.membership);
   const lineageApi = lineageHandlers({ host, admission, logger: logger.child({ module: 'lineage' }) });
   stack.push(() => lineageApi.close());
-  clientServer.addService((v1.Lineage as { service: ServiceDefinition }).service, lineageApi.handlers);
-  clientServer.addService(
-    (v1.Governance as { service: ServiceDefinition }).service,
-    governanceHandlers({ host, admission, logger: logger.child({ module: 'governance' }) }),
-  );
-  // Reflection lists what each port serves: the client API here, Consensus on the peer port.
-  new ReflectionService(descriptors, {
-    services: ['aq.v1.Registry', 'aq.v1.Membership', 'aq.v1.Lineage', 'aq.v1.Governance'],
-  }).addToServer(clientServer);
+  const governanceApi = governanceHandlers({
+    host,
+    admission,
+    logger: logger.child({ module: 'governance' }),
+  });
+  const clientServices = ['aq.v1.Registry', 'aq.v1.Membership', 'aq.v1.Lineage', 'aq.v1.Governance'];
+  /** The client API: the same handlers on the plaintext port and, with --grpc-tls, on the TLS one. */
+  const addClientApi = (server: Server): void => {
+    server.addService((v1.Registry as { service: ServiceDefinition }).service, api.registry);
+    server.addService((v1.Membership as { service: ServiceDefinition }).service, api.membership);
+    server.addService((v1.Lineage as { service: ServiceDefinition }).service, lineageApi.handlers);
+    server.addService((v1.Governance as { service: ServiceDefinition }).service, governanceApi);
+    // Reflection lists what each port serves: the client API here, Consensus on the peer port.
+    new ReflectionService(descriptors, { services: clientServices }).addToServer(server);
+  };
+  const clientServerOptions = {
+    'grpc.max_receive_message_length': LIMITS.maxRequestBytes,
+    'grpc.max_send_message_length': 64 << 20,
+  };
+  addClientApi(clientServer);
   const grpcPort = await bind(clientServer, config.grpc, ServerCredentials.createInsecure(), 'grpc');
   stack.push(() => shutdown(clientServer));
+  // The TLS client port: the anchor's certificate, and a client certificate required (over any ed25519
+  // key, issued by the public issuer, as on the peer port): the key it proves authenticates reads.
+  let grpcTlsAddress: string | undefined;
+  if (config.grpcTls !== null) {
+    const tlsServer = new Server(clientServerOptions);
+    addClientApi(tlsServer);
+    const port = await bind(tlsServer, config.grpcTls, peerServerCredentials(identity), 'grpc-tls');
+    stack.push(() => shutdown(tlsServer));
+    grpcTlsAddress = `${hostOf(config.grpcTls)}:${port}`;
+  }
 
   const peerServer = new Server({ 'grpc.max_receive_message_length': 64 << 20 });
   peerServer.addService(
@@ -323,6 +344,7 @@ async function start(
   const addresses: AnchorAddresses = {
     peerId: self,
     grpc: grpcAddress,
+    ...(grpcTlsAddress === undefined ? {} : { grpcTls: grpcTlsAddress }),
     peer: peerAddress,
     http: httpAddress,
     p2p: mesh.multiaddrs(),

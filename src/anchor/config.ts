@@ -9,6 +9,11 @@ export interface AnchorConfig {
   readonly dataDir: string;
   /** Client API (aq.v1.Registry, aq.v1.Membership, reflection): HOST:PORT, plaintext gRPC. */
   readonly grpc: string;
+  /**
+   * The client API over TLS with client certificates (HOST:PORT), or null (not served): a client whose
+   * certificate is over a credential's key reads without signing each request.
+   */
+  readonly grpcTls: string | null;
   /** Anchor-to-anchor API (aq.v1.Consensus): HOST:PORT, TLS authenticated to anchor keys both ways. */
   readonly peer: string;
   /** Metrics (/metrics) and health (/health): HOST:PORT. */
@@ -40,6 +45,7 @@ export interface AnchorConfig {
 
 export const DEFAULT_ANCHOR_CONFIG: Omit<AnchorConfig, 'dataDir'> = {
   grpc: '127.0.0.1:7400',
+  grpcTls: null,
   peer: '127.0.0.1:7401',
   http: '127.0.0.1:7402',
   p2p: '/ip4/127.0.0.1/tcp/7403',

@@ -14,10 +14,12 @@ import {
   validateAuthShape,
   verifyRequestSignature,
 } from '../governance/request.ts';
+import { publicKeyOfPeerId } from '../identity/peer-id.ts';
 import type { Signer, Verifier } from '../identity/signer.ts';
 import { entrySignedBytes } from '../lineage/entry.ts';
 import type { CommandAuth, RejectCode } from '../registry/commands.ts';
 import { admittedEntry, type RegistryStateMachine } from '../registry/state-machine.ts';
+import { callerPeerId, type PeerServerCall } from '../transport/peer-credentials.ts';
 import { ApiError, refusal } from './api-error.ts';
 
 export interface AdmissionComponents {
@@ -26,6 +28,12 @@ export interface AdmissionComponents {
   readonly now?: () => number;
   /** Allowed distance of a request's timestamp from this anchor's clock. Default 30 s. */
   readonly skewMs?: number;
+}
+
+/** The client key a call's TLS connection proved (the TLS client port), or null (plaintext, no certificate). */
+export function channelKey(call: PeerServerCall): Uint8Array | null {
+  const peer = callerPeerId(call);
+  return peer === null ? null : publicKeyOfPeerId(peer);
 }
 
 /** The gRPC status of each refusal reason (trailer "aq-reason" carries the reason itself). */
@@ -70,6 +78,11 @@ export interface WireAuth {
   scopeId?: Uint8Array;
 }
 
+/** Actions a TLS-authenticated connection may perform without signing each request: reads. */
+const READS: ReadonlySet<Action> = new Set(['resolve', 'read-lineage']);
+const NO_NONCE = new Uint8Array(16);
+const NO_SIGNATURE = new Uint8Array(64);
+
 export class Admission {
   readonly #c: AdmissionComponents;
   readonly #replay: ReplayGuard;
@@ -93,13 +106,28 @@ export class Admission {
     body: () => Uint8Array,
     tags: readonly string[] = [],
     authenticatedOnly = false,
+    channel: Uint8Array | null = null,
   ): CommandAuth | undefined {
     const authority = machine.authority;
     const scopeId = authority.scopeId;
     if (scopeId === undefined)
       throw refusalOf('no-genesis', 'the scope has no genesis yet (its group is starting); retry shortly');
     if (authority.open) return undefined;
-    if (wire === null || wire === undefined || wire.signature === undefined || wire.signature.length === 0)
+    const unsigned = wire?.signature === undefined || wire.signature.length === 0;
+    // A read over the TLS client port may present its credential without signing: the channel's client
+    // certificate already proved the key (TLS signs the handshake with it), once per connection.
+    if (unsigned && channel !== null && READS.has(action) && wire?.credentialId?.length === 32) {
+      return this.#checkChannel(
+        machine,
+        new Uint8Array(wire.credentialId),
+        channel,
+        action,
+        name,
+        tags,
+        authenticatedOnly,
+      );
+    }
+    if (wire === null || wire === undefined || unsigned)
       throw refusalOf(
         'unauthenticated',
         `scope ${authority.genesis?.name} is governed: sign the request with a credential's key (--key or AQ_KEY)`,
@@ -108,7 +136,7 @@ export class Admission {
       credentialId: new Uint8Array(wire.credentialId ?? []),
       timestampMs: Number(wire.timestampMs ?? 0),
       nonce: new Uint8Array(wire.nonce ?? []),
-      signature: new Uint8Array(wire.signature),
+      signature: new Uint8Array(wire.signature as Uint8Array),
     };
     const shape = validateAuthShape(auth);
     if (shape !== null) throw new ApiError(status.INVALID_ARGUMENT, shape);
@@ -149,6 +177,44 @@ export class Admission {
         'this request (its nonce) was already received: a replay; sign a new request',
       );
     return auth;
+  }
+
+  /** A read authenticated by the TLS channel: the credential must be the channel key's, valid now. */
+  #checkChannel(
+    machine: RegistryStateMachine,
+    credentialId: Uint8Array,
+    channel: Uint8Array,
+    action: Action,
+    name: string,
+    tags: readonly string[],
+    authenticatedOnly: boolean,
+  ): undefined {
+    const authority = machine.authority;
+    const record = authority.credential(credentialId);
+    if (record === undefined)
+      throw refusalOf(
+        'unknown-credential',
+        `credential ${hex(credentialId).slice(0, 16)}… is not known to scope ${authority.genesis?.name}`,
+      );
+    if (hex(record.credential.subject) !== hex(channel))
+      throw refusal(
+        status.UNAUTHENTICATED,
+        'bad-signature',
+        `credential ${hex(credentialId).slice(0, 16)}… belongs to another key than this connection's client certificate`,
+      );
+    const auth = {
+      credentialId,
+      timestampMs: (this.#c.now ?? Date.now)(),
+      nonce: NO_NONCE,
+      signature: NO_SIGNATURE,
+    };
+    const decision = authority.authorizeAuth(auth, action, name, tags);
+    const policyOnly =
+      !decision.ok &&
+      (decision.rejection.code === 'policy-refused' || decision.rejection.code === 'wrong-prefix');
+    if (!decision.ok && !(authenticatedOnly && policyOnly))
+      throw refusalOf(decision.rejection.code, decision.rejection.message);
+    return undefined;
   }
 
   /**

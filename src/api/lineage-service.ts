@@ -11,7 +11,7 @@ import { bytesToHex } from '@noble/hashes/utils.js';
 import type { Logger } from 'pino';
 import type { TreeHead } from '../lineage/tree-head.ts';
 import type { ScopeHost } from '../scope/scope-host.ts';
-import type { Admission, WireAuth } from './admission.ts';
+import { type Admission, channelKey, type WireAuth } from './admission.ts';
 import { ApiError, toServiceError } from './api-error.ts';
 import { hostedScope } from './scope-lookup.ts';
 
@@ -43,11 +43,11 @@ export function lineageHandlers(c: LineageServiceComponents) {
   const unary =
     <Res>(
       method: string,
-      body: (req: Record<string, unknown>) => Res,
+      body: (req: Record<string, unknown>, channel: Uint8Array | null) => Res,
     ): handleUnaryCall<Record<string, unknown>, Res> =>
     (call, callback) => {
       try {
-        callback(null, body(call.request));
+        callback(null, body(call.request, channelKey(call)));
       } catch (error) {
         callback(toServiceError(error, c.logger, method));
       }
@@ -57,11 +57,11 @@ export function lineageHandlers(c: LineageServiceComponents) {
    * The scope's machine, once the caller may read its lineage (action read-lineage). Tree heads and proofs
    * (`proofs`) need only a valid credential of the scope: a registrar upgrades its own receipt with them.
    */
-  const readable = (req: Record<string, unknown>, proofs = false) => {
+  const readable = (req: Record<string, unknown>, proofs = false, channel: Uint8Array | null = null) => {
     const s = hostedScope(c.host, req.scope);
     const machine = s.group.registry;
     const body = () => new TextEncoder().encode(s.name);
-    c.admission.check(machine, req.auth as WireAuth, 'read-lineage', '', body, [], proofs);
+    c.admission.check(machine, req.auth as WireAuth, 'read-lineage', '', body, [], proofs, channel);
     return machine;
   };
   const integer = (v: unknown, what: string): number => {
@@ -72,8 +72,8 @@ export function lineageHandlers(c: LineageServiceComponents) {
   };
 
   const handlers = {
-    GetEntries: unary('GetEntries', (req) => {
-      const machine = readable(req);
+    GetEntries: unary('GetEntries', (req, channel) => {
+      const machine = readable(req, false, channel);
       const from = integer(req.from, 'from');
       const limit = Number(req.limit ?? 0) === 0 ? DEFAULT_ENTRIES : Number(req.limit);
       if (limit > MAX_ENTRIES)
@@ -85,8 +85,8 @@ export function lineageHandlers(c: LineageServiceComponents) {
       return { entries, size, scopeId: bytesToHex(machine.authority.scopeId ?? new Uint8Array(0)) };
     }),
 
-    GetTreeHead: unary('GetTreeHead', (req) => {
-      const machine = readable(req, true);
+    GetTreeHead: unary('GetTreeHead', (req, channel) => {
+      const machine = readable(req, true, channel);
       const size = integer(req.size, 'size');
       const head = size === 0 ? machine.treeHead : machine.treeHeadOfSize(size);
       if (head === undefined)
@@ -103,8 +103,8 @@ export function lineageHandlers(c: LineageServiceComponents) {
       };
     }),
 
-    GetInclusionProof: unary('GetInclusionProof', (req) => {
-      const machine = readable(req, true);
+    GetInclusionProof: unary('GetInclusionProof', (req, channel) => {
+      const machine = readable(req, true, channel);
       const index = integer(req.index, 'index');
       const treeSize = integer(req.treeSize, 'tree_size');
       if (treeSize > machine.lineage.size || index >= treeSize)
@@ -115,8 +115,8 @@ export function lineageHandlers(c: LineageServiceComponents) {
       return { hashes: machine.lineage.inclusionProof(index, treeSize) };
     }),
 
-    GetConsistencyProof: unary('GetConsistencyProof', (req) => {
-      const machine = readable(req, true);
+    GetConsistencyProof: unary('GetConsistencyProof', (req, channel) => {
+      const machine = readable(req, true, channel);
       const from = integer(req.fromSize, 'from_size');
       const to = integer(req.toSize, 'to_size');
       if (to > machine.lineage.size || from > to || from === 0)
@@ -131,7 +131,7 @@ export function lineageHandlers(c: LineageServiceComponents) {
       let next: number;
       let scope: string;
       try {
-        readable(call.request);
+        readable(call.request, false, channelKey(call));
         scope = String(call.request.scope);
         next = integer(call.request.from, 'from');
       } catch (error) {

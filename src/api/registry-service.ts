@@ -28,7 +28,7 @@ import {
 } from '../registry/index.ts';
 import type { HostedScope, ScopeHost } from '../scope/scope-host.ts';
 import type { NameChange, WatchEvent, WatchFilter } from '../scope/watch-hub.ts';
-import { type Admission, refusalOf, type WireAuth } from './admission.ts';
+import { type Admission, channelKey, refusalOf, type WireAuth } from './admission.ts';
 import { ApiError, toServiceError } from './api-error.ts';
 
 /** Limits of the client API (documented in README.md). */
@@ -408,8 +408,15 @@ export function registryHandlers(c: RegistryServiceComponents) {
       const name = checkName(req.name);
       const owner = ownerOf(name);
       await c.admission.ready(() => owner.group.registry, deadlineSignal(call));
-      c.admission.check(owner.group.registry, req.auth as WireAuth, 'resolve', name, () =>
-        new TextEncoder().encode(name),
+      c.admission.check(
+        owner.group.registry,
+        req.auth as WireAuth,
+        'resolve',
+        name,
+        () => new TextEncoder().encode(name),
+        [],
+        false,
+        channelKey(call),
       );
       if (req.consistency !== 'CONSISTENCY_STALE') await owner.group.linearizableRead(deadlineSignal(call));
       const answer = owner.group.resolveLocal(name);
@@ -431,8 +438,15 @@ export function registryHandlers(c: RegistryServiceComponents) {
       const groups = prefix === '' ? host.scopes() : [ownerOf(prefix)];
       for (const g of groups) {
         await c.admission.ready(() => g.group.registry, deadlineSignal(call));
-        c.admission.check(g.group.registry, req.auth as WireAuth, 'resolve', prefix, () =>
-          new TextEncoder().encode(prefix),
+        c.admission.check(
+          g.group.registry,
+          req.auth as WireAuth,
+          'resolve',
+          prefix,
+          () => new TextEncoder().encode(prefix),
+          [],
+          false,
+          channelKey(call),
         );
       }
       const signal = deadlineSignal(call);
@@ -469,8 +483,15 @@ export function registryHandlers(c: RegistryServiceComponents) {
           }
           owner = served[0] as HostedScope;
         } else owner = ownerOf(name);
-        c.admission.check(owner.group.registry, req.auth as WireAuth, 'resolve', name, () =>
-          new TextEncoder().encode(name),
+        c.admission.check(
+          owner.group.registry,
+          req.auth as WireAuth,
+          'resolve',
+          name,
+          () => new TextEncoder().encode(name),
+          [],
+          false,
+          channelKey(call),
         );
         filter = { name, prefix };
       } catch (error) {

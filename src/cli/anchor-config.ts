@@ -17,6 +17,7 @@ export interface AnchorFlags {
   readonly config?: string | undefined;
   readonly dataDir?: string | undefined;
   readonly grpc?: string | undefined;
+  readonly grpcTls?: string | undefined;
   readonly peer?: string | undefined;
   readonly http?: string | undefined;
   readonly dns?: string | undefined;
@@ -51,6 +52,7 @@ export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', '
 const FILE_KEYS = {
   'data-dir': 'string',
   grpc: 'string',
+  'grpc-tls': 'string',
   peer: 'string',
   http: 'string',
   dns: 'string',
@@ -114,6 +116,11 @@ export function buildAnchorConfig(flags: AnchorFlags, file?: ConfigFile): BuiltA
     return v === undefined ? fallback : parseHostPort(v.value, v.what, { allowZero: true });
   };
   const grpc = listen('grpc', DEFAULT_ANCHOR_CONFIG.grpc);
+  const grpcTlsFlag = pick('grpc-tls', flags.grpcTls);
+  const grpcTls =
+    grpcTlsFlag === undefined
+      ? null
+      : parseHostPort(grpcTlsFlag.value, grpcTlsFlag.what, { allowZero: true });
   const peer = listen('peer', DEFAULT_ANCHOR_CONFIG.peer);
   const http = listen('http', DEFAULT_ANCHOR_CONFIG.http);
 
@@ -187,6 +194,7 @@ export function buildAnchorConfig(flags: AnchorFlags, file?: ConfigFile): BuiltA
   const config: AnchorConfig = {
     dataDir: dataDir.value,
     grpc,
+    grpcTls,
     peer,
     http,
     p2p,

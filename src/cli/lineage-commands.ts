@@ -429,12 +429,14 @@ export async function lineage(
     if (flags.verify !== true) return EXIT.ok;
     const { NodeVerifier } = await import('../identity/signer.ts');
     const verifier = new NodeVerifier();
-    const report = verifyExport(servedLines(scope.scopeId, entries, head === null ? [] : [head]), {
-      authority: lineageAuthority(verifier),
-      verifier,
-      scopeId: hexToBytes(expected ?? scope.scopeId),
-      known: known === null ? [] : [known],
-    });
+    const report = requireTreeHead(
+      verifyExport(servedLines(scope.scopeId, entries, head === null ? [] : [head]), {
+        authority: lineageAuthority(verifier),
+        verifier,
+        scopeId: hexToBytes(expected ?? scope.scopeId),
+        known: known === null ? [] : [known],
+      }),
+    );
     if (report.ok && report.latest !== undefined && (known === null || report.latest.size >= known.size))
       await rememberHead(knownPath, report.latest);
     printReport(ctx.io, flags.json === true, 'lineage', report, {
@@ -530,6 +532,27 @@ function printReport(
   io.out(`${lines.join('\n')}\n`);
 }
 
+/**
+ * Entries with no signed tree head prove their own signatures, not that the log is complete: an entry's
+ * signature does not cover its position, so a log with one entry dropped and the rest renumbered would
+ * verify. Without any head, the check fails (a head is published within about a second of a change).
+ */
+function requireTreeHead(report: VerifyReport): VerifyReport {
+  if (!report.ok || report.latest !== undefined || report.entries === 0) return report;
+  return {
+    ...report,
+    ok: false,
+    failures: [
+      ...report.failures,
+      {
+        code: 'no-tree-head',
+        message:
+          'no signed tree head covers the log: its completeness cannot be proven (a dropped entry with the rest renumbered would pass); fetch or export it again once the leader has published one (within about a second of a change)',
+      },
+    ],
+  };
+}
+
 // ---- aq verify lineage FILE ----
 
 async function readInput(path: string, what: string): Promise<string> {
@@ -552,12 +575,14 @@ export async function verifyLineage(
     flags.known === undefined ? [] : parseKnownHeads(await readInput(flags.known, '--known'), flags.known);
   const { NobleVerifier } = await import('../identity/signer.ts');
   const verifier = new NobleVerifier();
-  const report = verifyExport(text, {
-    authority: lineageAuthority(verifier),
-    verifier,
-    ...(expected === undefined ? {} : { scopeId: hexToBytes(expected) }),
-    known,
-  });
+  const report = requireTreeHead(
+    verifyExport(text, {
+      authority: lineageAuthority(verifier),
+      verifier,
+      ...(expected === undefined ? {} : { scopeId: hexToBytes(expected) }),
+      known,
+    }),
+  );
   printReport(io, flags.json === true, 'verify lineage', report, { file });
   return report.ok ? EXIT.ok : EXIT.failure;
 }

@@ -125,6 +125,10 @@ traces of internal errors).`,
     .option('--config <FILE>', 'JSON file of flag values (keys are the flag names)')
     .option('--data-dir <DIR>', 'where the anchor keeps its key and store (required, here or in --config)')
     .option('--grpc <HOST:PORT>', `client gRPC API (default: ${d.grpc})`)
+    .option(
+      '--grpc-tls <HOST:PORT>',
+      'client gRPC API over TLS with client certificates: credentialed clients read without signing each request (default: off)',
+    )
     .option('--peer <HOST:PORT>', `anchor-to-anchor gRPC (consensus) (default: ${d.peer})`)
     .option('--http <HOST:PORT>', `HTTP: metrics and health (default: ${d.http})`)
     .option('--dns <HOST:PORT>', 'Consul-style DNS (accepted; not served yet)')

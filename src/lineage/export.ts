@@ -96,7 +96,9 @@ export type FailureCode =
   | 'inconsistent'
   | 'rollback'
   | 'equivocation'
-  | 'bad-tree-head-signature';
+  | 'bad-tree-head-signature'
+  /** Entries but no signed tree head: completeness unproven (raised by the CLI, which requires a head). */
+  | 'no-tree-head';
 
 export interface VerifyFailure {
   readonly code: FailureCode;

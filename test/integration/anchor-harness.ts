@@ -18,6 +18,8 @@ export const AQ = join(ROOT, 'bin', 'aq');
 export interface AnchorInfo {
   peerId: string;
   grpc: string;
+  /** The TLS client port, when started with --grpc-tls. */
+  grpcTls?: string;
   peer: string;
   http: string;
   p2p: string[];

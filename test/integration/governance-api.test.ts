@@ -6,9 +6,10 @@
 import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type ServiceError, status } from '@grpc/grpc-js';
+import { Metadata, type ServiceError, status } from '@grpc/grpc-js';
 import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js';
 import { expect } from 'chai';
+import { serviceClient } from '../../src/api/proto.ts';
 import { type Credential, credentialId, encodeCredential } from '../../src/governance/credential.ts';
 import { type Genesis, scopeIdOf, signGenesis, sortKeys } from '../../src/governance/genesis.ts';
 import { genesisToJson } from '../../src/governance/genesis-file.ts';
@@ -19,6 +20,7 @@ import { decodeEntry, verifyEntrySignature } from '../../src/lineage/entry.ts';
 import { leafHash, verifyConsistency, verifyInclusion } from '../../src/lineage/merkle.ts';
 import { treeHeadBytes } from '../../src/lineage/tree-head.ts';
 import { type Command, commandSignedBody, encodeCommand } from '../../src/registry/commands.ts';
+import { peerChannel, peerTlsIdentity } from '../../src/transport/peer-credentials.ts';
 import {
   type AnchorProcess,
   client,
@@ -155,11 +157,12 @@ describe('governed scope over gRPC (3 real processes, one genesis)', function ()
     });
     const file = join(dirs[0] as string, 'genesis.json');
     await writeFile(file, JSON.stringify(genesisToJson(g)));
+    const tls = ['--grpc-tls', '127.0.0.1:0'];
     const first = await startAnchorProcess({
       dataDir: dirs[0] as string,
       scopes: [],
       bootstrapExpect: 3,
-      extraArgs: ['--genesis', file],
+      extraArgs: ['--genesis', file, ...tls],
     });
     const bootstrap = [first.info.p2p[0] as string];
     const rest = await Promise.all(
@@ -169,7 +172,7 @@ describe('governed scope over gRPC (3 real processes, one genesis)', function ()
           scopes: [],
           bootstrapExpect: 3,
           bootstrap,
-          extraArgs: ['--genesis', file],
+          extraArgs: ['--genesis', file, ...tls],
         }),
       ),
     );
@@ -409,6 +412,85 @@ describe('governed scope over gRPC (3 real processes, one genesis)', function ()
     } finally {
       gov.close();
       reg.close();
+    }
+  });
+
+  it('over the TLS client port, a credentialed client reads without signing each request; writes stay signed', async () => {
+    const gov = client(anchors[0]?.info.grpc as string, 'Governance');
+    const seed = new Uint8Array(32).fill(94);
+    const reader = new NodeSigner(seed);
+    let cred: Uint8Array;
+    try {
+      cred = await issue(gov.call, {
+        role: 'resolver',
+        subject: reader.publicKey,
+        prefix: 'eu/',
+        notBeforeMs: 0,
+        notAfterMs: Date.now() + DAY,
+      });
+    } finally {
+      gov.close();
+    }
+    const a = anchors[1] as AnchorProcess;
+    expect(a.info.grpcTls).to.be.a('string');
+    const tlsClient = async (ownSeed: Uint8Array) => {
+      const { credentials: creds, options } = peerChannel(await peerTlsIdentity(ownSeed), a.info.peerId);
+      const Registry = serviceClient('Registry');
+      const c = new Registry(a.info.grpcTls as string, creds, options) as unknown as Record<
+        string,
+        (
+          req: unknown,
+          md: Metadata,
+          o: { deadline: number },
+          cb: (e: ServiceError | null, r: unknown) => void,
+        ) => void
+      > & { close(): void };
+      const call = <T>(method: string, req: unknown) =>
+        new Promise<T>((resolve, reject) =>
+          (c[method] as (...x: unknown[]) => void)(
+            req,
+            new Metadata(),
+            { deadline: Date.now() + 10_000 },
+            (e: ServiceError | null, r: T) => (e ? reject(e) : resolve(r)),
+          ),
+        );
+      return { call, close: () => c.close() };
+    };
+    const own = await tlsClient(seed);
+    const other = await tlsClient(new Uint8Array(32).fill(95));
+    const plain = client(a.info.grpc, 'Registry');
+    try {
+      // The credential id alone, on a connection whose client certificate is its key: admitted.
+      const answer = await own.call<{ instances: unknown[] }>('Resolve', {
+        name: 'eu/payments/api',
+        auth: { credentialId: cred },
+      });
+      expect(answer.instances).to.have.length(1);
+      // Another key's connection presenting that credential: refused.
+      expect(
+        await refusedWith(other.call('Resolve', { name: 'eu/payments/api', auth: { credentialId: cred } })),
+      ).to.include({ reason: 'bad-signature' });
+      // The same unsigned request on the plaintext port: unauthenticated.
+      expect(
+        await refusedWith(plain.call('Resolve', { name: 'eu/payments/api', auth: { credentialId: cred } })),
+      ).to.include({ reason: 'unauthenticated' });
+      // Writes are not reads: an unsigned registration over TLS is refused.
+      const instance = { id: 'x', address: '10.0.0.1', port: 80, tags: [], meta: {} };
+      expect(
+        await refusedWith(
+          own.call('Register', {
+            name: 'eu/payments/tls',
+            instance,
+            clientId: 'c',
+            seq: 1,
+            auth: { credentialId: cred },
+          }),
+        ),
+      ).to.include({ reason: 'unauthenticated' });
+    } finally {
+      own.close();
+      other.close();
+      plain.close();
     }
   });
 

@@ -37,6 +37,7 @@ describe('cli: aq anchor start configuration (flags > --config file > defaults)'
     expect(config).to.deep.equal({
       dataDir: '/data',
       grpc: '0.0.0.0:0',
+      grpcTls: null,
       peer: '10.0.0.1:7401',
       http: '[::1]:0',
       p2p: '/ip4/0.0.0.0/tcp/0',
