@@ -150,6 +150,22 @@ const ALL_PHASES: PhaseSpec[] = [
     inFlight,
     openTwin: 'resolve-stale',
   },
+  // Reads over the TLS client port (--grpc-tls): the credential proven once per connection by the client
+  // certificate, no per-request signature; credential and policy still checked per request.
+  {
+    id: 'resolve-linearizable-tls',
+    label: `resolve linearizable TLS-authn, ${inFlight} in flight`,
+    kind: 'resolve-linearizable-tls',
+    inFlight,
+    openTwin: 'resolve-linearizable',
+  },
+  {
+    id: 'resolve-stale-tls',
+    label: `resolve stale TLS-authn, ${inFlight} in flight`,
+    kind: 'resolve-stale-tls',
+    inFlight,
+    openTwin: 'resolve-stale',
+  },
 ];
 
 // --only ID[,ID]: a subset of the phases (for profiling one of them).
@@ -619,7 +635,12 @@ async function main(): Promise<void> {
     withTimeout(
       'starting the aqmesh scope group',
       90_000,
-      startAnchorGroup(join(root, 'aq'), SCOPE, logLevel, ['--genesis', governed.genesisFile]),
+      startAnchorGroup(join(root, 'aq'), SCOPE, logLevel, [
+        '--genesis',
+        governed.genesisFile,
+        '--grpc-tls',
+        '127.0.0.1:0',
+      ]),
     ),
     skipEtcd
       ? Promise.resolve([])
@@ -663,6 +684,7 @@ async function main(): Promise<void> {
             etcd: etcdMembers.map((m) => m.client),
             names,
             signing: governed,
+            anchorsTls: g.anchors.map((a) => ({ address: a.info.grpcTls as string, peerId: a.info.peerId })),
           },
         });
         return ready;
@@ -756,6 +778,8 @@ async function main(): Promise<void> {
   const sReg = get('aqmesh', 'register-signed');
   const sLin = get('aqmesh', 'resolve-linearizable-signed');
   const sSt = get('aqmesh', 'resolve-stale-signed');
+  const tLin = get('aqmesh', 'resolve-linearizable-tls');
+  const tSt = get('aqmesh', 'resolve-stale-tls');
   const r1 = (v: number | undefined) => (v === undefined || !Number.isFinite(v) ? null : Math.round(v));
   const r2 = (v: number | undefined) =>
     v === undefined || !Number.isFinite(v) ? null : Math.round(v * 100) / 100;
@@ -790,6 +814,10 @@ async function main(): Promise<void> {
     resolve_signed_per_s: r1(sSt?.opsPerSec),
     resolve_signed_ratio: ratio(sSt?.opsPerSec, aSt?.opsPerSec),
     resolve_signed_cpu_us: r1(sSt?.serverCpuUsPerOp),
+    resolve_linearizable_tls_ratio: ratio(tLin?.opsPerSec, aLin?.opsPerSec),
+    resolve_tls_per_s: r1(tSt?.opsPerSec),
+    resolve_tls_ratio: ratio(tSt?.opsPerSec, aSt?.opsPerSec),
+    resolve_tls_cpu_us: r1(tSt?.serverCpuUsPerOp),
     anchor_idle_cores: r2(idle.anchors),
     etcd_idle_cores: skipEtcd ? null : r2(idle.etcd),
     register_client_cpu_us: r1(aReg?.clientCpuUsPerOp),

@@ -287,6 +287,11 @@ export class BenchSigner {
     return { name, instance, clientId, seq: 1, auth };
   }
 
+  /** A Resolve over the TLS client port: the credential id only (the connection proved the key). */
+  resolveOverTls(name: string, consistency: string) {
+    return { name, consistency, auth: { credentialId: this.#resolverCred } };
+  }
+
   resolve(name: string, consistency: string) {
     const body = new TextEncoder().encode(name);
     return {

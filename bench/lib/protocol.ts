@@ -10,7 +10,9 @@ export type PhaseKind =
   | 'resolve-stale'
   | 'register-signed'
   | 'resolve-linearizable-signed'
-  | 'resolve-stale-signed';
+  | 'resolve-stale-signed'
+  | 'resolve-linearizable-tls'
+  | 'resolve-stale-tls';
 
 export interface WorkerInit {
   index: number;
@@ -26,6 +28,8 @@ export interface WorkerInit {
   names: number;
   /** aqmesh: the keys and credentials that sign the governed scope's requests. */
   signing?: SigningIdentity;
+  /** aqmesh: every anchor's TLS client port and peer id (the *-tls phases). */
+  anchorsTls?: { address: string; peerId: string }[];
 }
 
 export type ParentMessage =

@@ -6,8 +6,10 @@
 
 import { performance } from 'node:perf_hooks';
 import { credentials, Metadata, type ServiceError, status } from '@grpc/grpc-js';
+import { hexToBytes } from '@noble/hashes/utils.js';
 import { Etcd3 } from 'etcd3';
 import { serviceClient } from '../../src/api/proto.ts';
+import { type PeerTlsIdentity, peerChannel, peerTlsIdentity } from '../../src/transport/peer-credentials.ts';
 import { BenchSigner, GOVERNED_SCOPE } from './authority.ts';
 import { encodeInstance, etcdKeyOf, etcdPrefixOf, instanceOf, nameOf } from './data.ts';
 import type { ParentMessage, PhaseKind, PhaseResult, WorkerInit } from './protocol.ts';
@@ -33,6 +35,7 @@ const ERROR_BACKOFF_MS = 5;
 type Op = (k: number, rev: number) => Promise<void>;
 
 let init: WorkerInit | null = null;
+let tlsIdentity: PeerTlsIdentity | null = null;
 let closeAll: () => void = () => {};
 let ops: Record<PhaseKind, Op> | null = null;
 
@@ -59,7 +62,7 @@ function setupAqmesh(w: WorkerInit): Record<PhaseKind, Op> {
       ? [new Registry(w.leader, credentials.createInsecure()) as unknown as RawClient]
       : clients;
   closeAll = () => {
-    for (const c of new Set([...clients, ...writers])) c.close();
+    for (const c of new Set([...clients, ...writers, ...tlsClients])) c.close();
   };
   // Round robin, each worker starting at a different anchor.
   let nextRead = w.index;
@@ -68,6 +71,17 @@ function setupAqmesh(w: WorkerInit): Record<PhaseKind, Op> {
   const writer = () => writers[nextWrite++ % writers.length]!;
   // The governed scope's requests are signed per call (fresh timestamp and nonce), as a real client must.
   const signer = w.signing === undefined ? null : new BenchSigner(w.signing, w.index);
+  // The TLS client ports, with the resolver's key in the client certificate (the *-tls phases).
+  const tlsClients = (w.anchorsTls ?? []).map(({ address, peerId }) => {
+    if (tlsIdentity === null) throw new Error('no TLS identity: the governed scope is not set up');
+    const { credentials: creds, options } = peerChannel(tlsIdentity, peerId);
+    return new Registry(address, creds, options) as unknown as RawClient;
+  });
+  let nextTls = w.index;
+  const tlsReader = () => {
+    if (tlsClients.length === 0) throw new Error('no TLS client ports (start the anchors with --grpc-tls)');
+    return tlsClients[nextTls++ % tlsClients.length]!;
+  };
   const signed = (): BenchSigner => {
     if (signer === null) throw new Error('no signing identity: the governed scope is not set up');
     return signer;
@@ -83,6 +97,14 @@ function setupAqmesh(w: WorkerInit): Record<PhaseKind, Op> {
       unary(reader(), 'Resolve', signed().resolve(nameOf(k, GOVERNED_SCOPE), 'CONSISTENCY_LINEARIZABLE')),
     'resolve-stale-signed': (k) =>
       unary(reader(), 'Resolve', signed().resolve(nameOf(k, GOVERNED_SCOPE), 'CONSISTENCY_STALE')),
+    'resolve-linearizable-tls': (k) =>
+      unary(
+        tlsReader(),
+        'Resolve',
+        signed().resolveOverTls(nameOf(k, GOVERNED_SCOPE), 'CONSISTENCY_LINEARIZABLE'),
+      ),
+    'resolve-stale-tls': (k) =>
+      unary(tlsReader(), 'Resolve', signed().resolveOverTls(nameOf(k, GOVERNED_SCOPE), 'CONSISTENCY_STALE')),
   };
 }
 
@@ -114,6 +136,8 @@ function setupEtcd(w: WorkerInit): Record<PhaseKind, Op> {
     'register-signed': AQMESH_ONLY,
     'resolve-linearizable-signed': AQMESH_ONLY,
     'resolve-stale-signed': AQMESH_ONLY,
+    'resolve-linearizable-tls': AQMESH_ONLY,
+    'resolve-stale-tls': AQMESH_ONLY,
   };
 }
 
@@ -186,6 +210,8 @@ process.on('message', (message: ParentMessage) => {
     try {
       if (message.type === 'init') {
         init = message.init;
+        if (init.signing !== undefined)
+          tlsIdentity = await peerTlsIdentity(hexToBytes(init.signing.resolver.seed));
         ops = init.system === 'aqmesh' ? setupAqmesh(init) : setupEtcd(init);
         // Build every name's padded instance once, outside the measured windows.
         for (let k = 0; k < init.names; k++) instanceOf(k, 0);
