@@ -383,6 +383,18 @@ describe('governed scope over gRPC (3 real processes, one genesis)', function ()
         ),
       );
       expect(sub).to.include({ reason: 'policy-refused' });
+      // Garbage, truncated and oversized governance commands: one line each, nothing applied.
+      for (const command of [
+        new Uint8Array([3, 4, 0]),
+        randomBytes(40),
+        encodeCommand({ type: 'set-policy', name: '', policy: '{}' }).subarray(0, 5),
+      ]) {
+        const e = await refusedWith(gov.call('Submit', { scope: SCOPE, command }));
+        expect(e.code).to.equal(status.INVALID_ARGUMENT);
+        expect(e.details).to.not.contain('\n');
+      }
+      const huge = await refusedWith(gov.call('Submit', { scope: SCOPE, command: new Uint8Array(70_000) }));
+      expect(huge.code).to.equal(status.RESOURCE_EXHAUSTED);
       // A malformed policy is refused with one line, and the scope keeps serving.
       const bad = await refusedWith(
         submit(gov.call, { type: 'set-policy', name: '', policy: '{"version":1,"default":"maybe"}' }),
