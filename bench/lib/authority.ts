@@ -17,7 +17,7 @@ import {
 import { type Genesis, scopeIdOf, signGenesis, sortKeys } from '../../src/governance/genesis.ts';
 import { genesisToJson } from '../../src/governance/genesis-file.ts';
 import { policyToJson } from '../../src/governance/policy.ts';
-import { type Action, requestSignedBytes } from '../../src/governance/request.ts';
+import { type Action, signRequest } from '../../src/governance/request.ts';
 import { encodeKeyFile } from '../../src/identity/key-file.ts';
 import { NodeSigner } from '../../src/identity/signer.ts';
 import { type Command, commandSignedBody, encodeCommand } from '../../src/registry/commands.ts';
@@ -229,14 +229,7 @@ export function signAuth(
   action: Action,
   body: Uint8Array,
 ) {
-  const nonce = new Uint8Array(randomBytes(16));
-  const timestampMs = Date.now();
-  return {
-    credentialId: credential,
-    timestampMs,
-    nonce,
-    signature: signer.sign(requestSignedBytes(scopeId, credential, timestampMs, nonce, action, body)),
-  };
+  return signRequest(signer, scopeId, credential, action, body, Date.now(), new Uint8Array(randomBytes(16)));
 }
 
 /** The registry instance the anchor builds from a wire instance (what a signed body must encode). */

@@ -10,7 +10,7 @@
 import { randomBytes } from 'node:crypto';
 import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js';
 import type { Role } from '../governance/credential.ts';
-import { type Action, NONCE_BYTES, requestSignedBytes } from '../governance/request.ts';
+import { type Action, NONCE_BYTES, signRequest } from '../governance/request.ts';
 import type { Signer } from '../identity/signer.ts';
 import type { AnchorClient } from './client.ts';
 import { CliError, EXIT, usageError } from './errors.ts';
@@ -124,7 +124,7 @@ export function chooseCredential(
   return candidates[0] ?? null;
 }
 
-/** The auth block of one request: the credential key's signature over the request's canonical bytes. */
+/** The auth block of one request (src/governance/request.ts signRequest), as the wire takes it. */
 export function makeAuth(
   signer: Signer,
   scopeId: Uint8Array,
@@ -134,8 +134,7 @@ export function makeAuth(
   nowMs: number,
   nonce: Uint8Array,
 ): WireAuth {
-  const signature = signer.sign(requestSignedBytes(scopeId, credentialId, nowMs, nonce, action, body));
-  return { credentialId, timestampMs: nowMs, nonce, signature };
+  return signRequest(signer, scopeId, credentialId, action, body, nowMs, nonce);
 }
 
 /** `--credential ID`: 64 hex digits. */

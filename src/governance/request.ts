@@ -17,7 +17,7 @@
 //   original, so the state machine applies it at most once (a duplicate, with no effect).
 
 import { bytesToHex } from '@noble/hashes/utils.js';
-import type { Verifier } from '../identity/signer.ts';
+import type { Signer, Verifier } from '../identity/signer.ts';
 import { ByteWriter } from '../registry/commands.ts';
 
 export const REQUEST_FORMAT_VERSION = 1;
@@ -71,6 +71,20 @@ export function requestSignedBytes(
   w.varint(body.length, 'body length');
   w.bytes(body);
   return w.finish();
+}
+
+/** The auth block of one request: `signer`'s signature over the request's canonical bytes. */
+export function signRequest(
+  signer: Signer,
+  scopeId: Uint8Array,
+  credentialId: Uint8Array,
+  action: Action,
+  body: Uint8Array,
+  timestampMs: number,
+  nonce: Uint8Array,
+): RequestAuth {
+  const signature = signer.sign(requestSignedBytes(scopeId, credentialId, timestampMs, nonce, action, body));
+  return { credentialId, timestampMs, nonce, signature };
 }
 
 /** One line saying why the auth block is malformed, or null. */

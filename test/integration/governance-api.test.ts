@@ -13,7 +13,7 @@ import { serviceClient } from '../../src/api/proto.ts';
 import { type Credential, credentialId, encodeCredential } from '../../src/governance/credential.ts';
 import { type Genesis, scopeIdOf, signGenesis, sortKeys } from '../../src/governance/genesis.ts';
 import { genesisToJson } from '../../src/governance/genesis-file.ts';
-import { type Action, requestSignedBytes } from '../../src/governance/request.ts';
+import { type Action, signRequest } from '../../src/governance/request.ts';
 import { encodeKeyFile } from '../../src/identity/key-file.ts';
 import { NobleVerifier, NodeSigner } from '../../src/identity/signer.ts';
 import { decodeEntry, verifyEntrySignature } from '../../src/lineage/entry.ts';
@@ -73,15 +73,7 @@ describe('governed scope over gRPC (3 real processes, one genesis)', function ()
     body: Uint8Array,
     at = Date.now(),
     forScope = scopeId,
-  ) => {
-    const nonce = randomBytes(16);
-    return {
-      credentialId: cred,
-      timestampMs: at,
-      nonce,
-      signature: signer.sign(requestSignedBytes(forScope, cred, at, nonce, action, body)),
-    };
-  };
+  ) => signRequest(signer, forScope, cred, action, body, at, randomBytes(16));
 
   const register = (
     call: Call,
