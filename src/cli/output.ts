@@ -19,6 +19,8 @@ export interface ResolveView {
   readonly instances?: readonly InstanceView[];
   readonly index?: number;
   readonly appliedIndex?: number;
+  /** The scope's lineage size the answer reflects (entries 0..lineageSize-1). */
+  readonly lineageSize?: number;
 }
 
 export interface ReceiptView {
@@ -140,7 +142,8 @@ export function instancesTable(instances: readonly InstanceView[]): string {
 
 export function formatResolve(answer: ResolveView): string {
   const instances = answer.instances ?? [];
-  const where = `scope ${answer.scope || '-'}, index ${answer.index ?? 0}`;
+  const lineage = answer.lineageSize ? `, lineage ${answer.lineageSize}` : '';
+  const where = `scope ${answer.scope || '-'}, index ${answer.index ?? 0}${lineage}`;
   if (instances.length === 0) return `${printable(answer.name)}: no instances (${where})\n`;
   const count = instances.length === 1 ? '1 instance' : `${instances.length} instances`;
   return `${printable(answer.name)}: ${count} (${where})\n${instancesTable(instances)}`;

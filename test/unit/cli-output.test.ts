@@ -31,6 +31,11 @@ describe('cli: output', () => {
     expect(out).to.include('critical');
   });
 
+  it('states the lineage a resolve answer reflects', () => {
+    const out = formatResolve({ name: 'eu/x', scope: 'eu', index: 3, lineageSize: 7, instances: [] });
+    expect(out).to.equal('eu/x: no instances (scope eu, index 3, lineage 7)\n');
+  });
+
   it('prints JSON on one line with bytes in base64', () => {
     const line = jsonLine({ receipt: { signature: Buffer.from([0xff, 0x00]) }, raw: new Uint8Array([1]) });
     expect(line).to.equal('{"receipt":{"signature":"/wA="},"raw":"AQ=="}\n');
