@@ -11,6 +11,7 @@ import { CommandDecodeError, commandSignedBody, decodeCommand } from '../registr
 import type { ScopeHost } from '../scope/scope-host.ts';
 import { type Admission, refusalOf } from './admission.ts';
 import { ApiError, toServiceError } from './api-error.ts';
+import { LAG_SENSITIVE } from './registry-service.ts';
 import { callSignal, hostedScope } from './scope-lookup.ts';
 
 export interface GovernanceServiceComponents {
@@ -110,11 +111,28 @@ export function governanceHandlers(c: GovernanceServiceComponents) {
           'unauthenticated',
           `scope ${s.name} is open (no admins): nobody administers it; found a governed scope with aq scope create`,
         );
-      c.admission.check(machine, cmd.auth ?? null, 'administer', '', () => commandSignedBody(cmd));
+      const signal = callSignal(call);
+      const check = () =>
+        c.admission.check(s.group.registry, cmd.auth ?? null, 'administer', '', () => commandSignedBody(cmd));
+      // A retry of a command this member already applied is answered by the state machine (a duplicate).
+      const applied = s.group.registry.store.getSession(cmd.session.client);
+      const retry = applied !== undefined && applied.seq >= cmd.session.seq;
+      try {
+        if (!retry) check();
+      } catch (error) {
+        // This member may lag the group (the admin's credential just issued): catch up, then decide.
+        if (
+          !(error instanceof ApiError) ||
+          !LAG_SENSITIVE.has(String(error.metadata?.get('aq-reason')[0] ?? ''))
+        )
+          throw error;
+        await s.group.linearizableRead(signal);
+        check();
+      }
       const result = await s.group.propose(
-        c.admission.admit(machine, bytes),
+        c.admission.admit(s.group.registry, bytes),
         `${cmd.session.client}#${cmd.session.seq}`,
-        callSignal(call),
+        signal,
       );
       if (result.type === 'rejected') throw refusalOf(result.code, result.message);
       if (result.type !== 'govern') throw new ApiError(status.INTERNAL, `unexpected result ${result.type}`);

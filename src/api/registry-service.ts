@@ -31,6 +31,21 @@ import type { NameChange, WatchEvent, WatchFilter } from '../scope/watch-hub.ts'
 import { type Admission, channelKey, refusalOf, type WireAuth } from './admission.ts';
 import { ApiError, toServiceError } from './api-error.ts';
 
+/**
+ * Edge refusals that depend on the scope's state, so that a member lagging the group could make them
+ * wrongly, or for another reason than the group would (a credential revoked since, a policy changed): they
+ * are checked again once caught up. Refusals of the request itself (signature, skew, replay) are not.
+ */
+export const LAG_SENSITIVE: ReadonlySet<string> = new Set([
+  'unknown-credential',
+  'revoked',
+  'expired',
+  'not-yet-valid',
+  'wrong-prefix',
+  'policy-refused',
+  'policy-deferred',
+]);
+
 /** Limits of the client API (documented in README.md). */
 export const LIMITS = {
   /** Largest request message the client port accepts. */
@@ -171,6 +186,38 @@ export function registryHandlers(c: RegistryServiceComponents) {
     };
   };
 
+  /**
+   * The edge check runs against this member's applied state, which may lag what the group has already
+   * acknowledged (a credential just issued, a policy just changed, on the leader). A refusal that a newer
+   * state could lift is checked again after catching up with the leader (a read index), so a member never
+   * refuses what the group admits. Admissions need no second look: the state machine decides again at apply.
+   * (Found by the simulator: test/sim, --edge-admission.)
+   */
+  const checkCurrent = async <T>(owner: HostedScope, signal: AbortSignal, check: () => T): Promise<T> => {
+    try {
+      return check();
+    } catch (error) {
+      if (
+        !(error instanceof ApiError) ||
+        !LAG_SENSITIVE.has(String(error.metadata?.get('aq-reason')[0] ?? ''))
+      )
+        throw error;
+    }
+    await owner.group.linearizableRead(signal);
+    return check();
+  };
+
+  /**
+   * A retry (same client and seq) of a write this member has already applied: it is proposed bare, without
+   * an edge check, and the state machine answers it with the first application's result (a duplicate). Checking it again
+   * could refuse it (say, the credential revoked since) although it took effect: the caller, whose first
+   * answer was lost, would then believe it failed. (Found by the simulator.)
+   */
+  const retryOfApplied = (owner: HostedScope, s: { client: string; seq: number }): boolean => {
+    const applied = owner.group.registry.store.getSession(s.client);
+    return applied !== undefined && applied.seq >= s.seq;
+  };
+
   /** A claimed scope owning `name` that is not in its group yet (the anchor is starting or joining). */
   const startingScopeOf = (name: string): string | undefined =>
     (c.claimed ?? [])
@@ -309,7 +356,6 @@ export function registryHandlers(c: RegistryServiceComponents) {
       if (req.noForward === true && !owner.group.isLeader) throw notLeader(owner);
       const signal = deadlineSignal(call);
       await c.admission.ready(() => owner.group.registry, signal);
-      const machine = owner.group.registry;
       const signed = req.auth !== null && req.auth !== undefined;
       if (signed && String(req.clientId ?? '') === '')
         throw new ApiError(
@@ -318,17 +364,21 @@ export function registryHandlers(c: RegistryServiceComponents) {
         );
       const s = session(req.clientId, req.seq);
       const bare = { type: 'register', name, instance, session: s } as const;
-      const auth = c.admission.check(
-        machine,
-        req.auth as WireAuth,
-        'register',
-        name,
-        () => encodeCommand(bare),
-        instance.tags,
-      );
+      const auth = retryOfApplied(owner, s)
+        ? undefined
+        : await checkCurrent(owner, signal, () =>
+            c.admission.check(
+              owner.group.registry,
+              req.auth as WireAuth,
+              'register',
+              name,
+              () => encodeCommand(bare),
+              instance.tags,
+            ),
+          );
       const command = encodeCommand(auth === undefined ? bare : { ...bare, auth });
       const result = await owner.group.propose(
-        c.admission.admit(machine, command),
+        c.admission.admit(owner.group.registry, command),
         `${s.client}#${s.seq}`,
         signal,
       );
@@ -349,7 +399,6 @@ export function registryHandlers(c: RegistryServiceComponents) {
       if (req.noForward === true && !owner.group.isLeader) throw notLeader(owner);
       const signal = deadlineSignal(call);
       await c.admission.ready(() => owner.group.registry, signal);
-      const machine = owner.group.registry;
       if (req.auth !== null && req.auth !== undefined && String(req.clientId ?? '') === '')
         throw new ApiError(
           status.INVALID_ARGUMENT,
@@ -357,12 +406,16 @@ export function registryHandlers(c: RegistryServiceComponents) {
         );
       const s = session(req.clientId, req.seq);
       const bare = { type: 'deregister', name, id, session: s } as const;
-      const auth = c.admission.check(machine, req.auth as WireAuth, 'deregister', name, () =>
-        encodeCommand(bare),
-      );
+      const auth = retryOfApplied(owner, s)
+        ? undefined
+        : await checkCurrent(owner, signal, () =>
+            c.admission.check(owner.group.registry, req.auth as WireAuth, 'deregister', name, () =>
+              encodeCommand(bare),
+            ),
+          );
       const command = encodeCommand(auth === undefined ? bare : { ...bare, auth });
       const result = await owner.group.propose(
-        c.admission.admit(machine, command),
+        c.admission.admit(owner.group.registry, command),
         `${s.client}#${s.seq}`,
         signal,
       );
@@ -378,8 +431,10 @@ export function registryHandlers(c: RegistryServiceComponents) {
       if (id === '') throw new ApiError(status.INVALID_ARGUMENT, 'id is missing');
       const owner = ownerOf(name);
       await c.admission.ready(() => owner.group.registry, deadlineSignal(call));
-      c.admission.check(owner.group.registry, call.request.auth as WireAuth, 'heartbeat', name, () =>
-        new TextEncoder().encode(`${name}/${id}`),
+      await checkCurrent(owner, deadlineSignal(call), () =>
+        c.admission.check(owner.group.registry, call.request.auth as WireAuth, 'heartbeat', name, () =>
+          new TextEncoder().encode(`${name}/${id}`),
+        ),
       );
       if (!owner.group.isLeader) {
         const leader = owner.group.leader;
@@ -407,18 +462,25 @@ export function registryHandlers(c: RegistryServiceComponents) {
       const req = call.request;
       const name = checkName(req.name);
       const owner = ownerOf(name);
-      await c.admission.ready(() => owner.group.registry, deadlineSignal(call));
-      c.admission.check(
-        owner.group.registry,
-        req.auth as WireAuth,
-        'resolve',
-        name,
-        () => new TextEncoder().encode(name),
-        [],
-        false,
-        channelKey(call),
-      );
-      if (req.consistency !== 'CONSISTENCY_STALE') await owner.group.linearizableRead(deadlineSignal(call));
+      const signal = deadlineSignal(call);
+      await c.admission.ready(() => owner.group.registry, signal);
+      const check = () =>
+        c.admission.check(
+          owner.group.registry,
+          req.auth as WireAuth,
+          'resolve',
+          name,
+          () => new TextEncoder().encode(name),
+          [],
+          false,
+          channelKey(call),
+        );
+      // A linearizable read is authorized on the state at its read index (a revocation acknowledged
+      // before the call refuses it); a stale read on this member's state, caught up if that refuses.
+      if (req.consistency !== 'CONSISTENCY_STALE') {
+        await owner.group.linearizableRead(signal);
+        check();
+      } else await checkCurrent(owner, signal, check);
       const answer = owner.group.resolveLocal(name);
       return answerToWire(owner, answer, healthFromWire(req.health, null));
     }),
@@ -436,22 +498,26 @@ export function registryHandlers(c: RegistryServiceComponents) {
       }
       const after = String(req.after ?? '');
       const groups = prefix === '' ? host.scopes() : [ownerOf(prefix)];
-      for (const g of groups) {
-        await c.admission.ready(() => g.group.registry, deadlineSignal(call));
-        c.admission.check(
-          g.group.registry,
-          req.auth as WireAuth,
-          'resolve',
-          prefix,
-          () => new TextEncoder().encode(prefix),
-          [],
-          false,
-          channelKey(call),
-        );
-      }
       const signal = deadlineSignal(call);
-      if (req.consistency !== 'CONSISTENCY_STALE') {
-        await Promise.all(groups.map((g) => g.group.linearizableRead(signal)));
+      const linearizable = req.consistency !== 'CONSISTENCY_STALE';
+      for (const g of groups) {
+        await c.admission.ready(() => g.group.registry, signal);
+        const check = () =>
+          c.admission.check(
+            g.group.registry,
+            req.auth as WireAuth,
+            'resolve',
+            prefix,
+            () => new TextEncoder().encode(prefix),
+            [],
+            false,
+            channelKey(call),
+          );
+        // As Resolve: authorized at the read index when linearizable.
+        if (linearizable) {
+          await g.group.linearizableRead(signal);
+          check();
+        } else await checkCurrent(g, signal, check);
       }
       const names: ReturnType<typeof answerToWire>[] = [];
       for (const g of groups) {

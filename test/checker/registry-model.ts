@@ -55,7 +55,8 @@ function sameInstances(state: RegistryState, observed: readonly RegistryInstance
   return true;
 }
 
-function step(
+/** One step of the model (exported for models that embed the registry's per-name state). */
+export function registryStep(
   state: RegistryState,
   input: RegistryInput,
   output: RegistryOutput | undefined,
@@ -105,7 +106,7 @@ function partition(ops: readonly RegistryOperation[]): RegistryOperation[][] {
   return [...byName.values()]; // in order of first appearance of each name
 }
 
-const formatInstances = (instances: readonly RegistryInstance[]): string =>
+export const formatInstances = (instances: readonly RegistryInstance[]): string =>
   `{${instances.map(([id, value]) => `${id}=${value}`).join(', ')}}`;
 
 /** e.g. `c3 register(eu/pay, i1=10.0.0.1:80) -> ok`, `c1 resolve(eu/pay) -> {i1=10.0.0.1:80}`, `... -> ?`. */
@@ -133,7 +134,7 @@ export function describeRegistryOp(op: RegistryOperation): string {
 
 export const registryModel: Model<RegistryState, RegistryInput, RegistryOutput> = {
   init: () => [],
-  step,
+  step: registryStep,
   partition,
   hash: (state) => JSON.stringify(state), // injective, unlike the display format
   describe: describeRegistryOp,

@@ -10,6 +10,10 @@
 // Ready. A crash throws away the host's memory (nodes, state machines, pending requests) and the writes in
 // flight; a restart rebuilds every group from what its disk holds durably.
 
+import { bytesToHex } from '@noble/hashes/utils.js';
+import { Admission } from '../../src/api/admission.ts';
+import { ApiError } from '../../src/api/api-error.ts';
+import { LAG_SENSITIVE } from '../../src/api/registry-service.ts';
 import {
   bootstrapState,
   type Entry,
@@ -25,9 +29,24 @@ import {
   type Ready,
   type Role,
 } from '../../src/consensus/index.ts';
-import { type CommandResult, decodeCommand, RegistryStateMachine } from '../../src/registry/index.ts';
+import { actionOf } from '../../src/governance/authority.ts';
+import { equalBytes } from '../../src/governance/genesis.ts';
+import { verifyRequestSignature } from '../../src/governance/request.ts';
+import type { Signer } from '../../src/identity/signer.ts';
+import { decodeEntry, type LineageEntry, verifyEntrySignature } from '../../src/lineage/entry.ts';
+import {
+  ByteReader,
+  ByteWriter,
+  type CommandAuth,
+  commandSignedBody,
+  decodeCommand,
+  type RejectCode,
+} from '../../src/registry/commands.ts';
+import { type CommandResult, RegistryStateMachine } from '../../src/registry/index.ts';
+import { type RegistryOptions, splitAdmitted } from '../../src/registry/state-machine.ts';
 import { SimDisk } from './disk.ts';
 import type { EventQueue } from './events.ts';
+import { type AuthorityMutation, type EdgeAdmission, EPOCH_MS, type SimGovernance } from './governance.ts';
 import { describeEntry, type Invariants, type LogView } from './invariants.ts';
 import { SimNetwork } from './network.ts';
 import type { Rng } from './rng.ts';
@@ -48,11 +67,15 @@ export interface ClientRequest {
   readonly sessionKey: string;
   /** read: the name to resolve. */
   readonly name: string;
+  /** read: the caller's signed auth block (a write carries its own inside `data`). */
+  readonly auth?: CommandAuth;
 }
 
 export type ClientReply =
   | { readonly kind: 'write'; readonly result: CommandResult }
   | { readonly kind: 'read'; readonly instances: [string, string][] }
+  /** The serving member's authority refused the read (after its ReadIndex, at an applied index >= it). */
+  | { readonly kind: 'read-refused'; readonly code: string; readonly message: string }
   /** Definitely not proposed (ProposalDroppedError) or the host does not serve the scope. */
   | { readonly kind: 'dropped'; readonly reason: string };
 
@@ -63,7 +86,16 @@ export interface ClusterStats {
   snapshotsTaken: number;
   snapshotsInstalled: number;
   maxTerm: number;
+  /** Tree heads proposed by leaders; of those applied, accepted and refused (by the first member to apply). */
+  treeHeadsProposed: number;
+  treeHeadsAccepted: number;
+  treeHeadsRefused: number;
 }
+
+/** Snapshots are at least lineage size >> this many entries apart (see GroupDriver.maybeCompact). */
+const SNAPSHOT_LINEAGE_SHIFT = 2;
+
+const utf8 = new TextEncoder();
 
 const LEADER_ONLY = new Set(['append', 'heartbeat', 'snapshot', 'timeout-now']);
 
@@ -85,6 +117,7 @@ export class GroupDriver {
   readonly scope: string;
   readonly node: RaftNode;
   sm: RegistryStateMachine;
+  private readonly smOptions: RegistryOptions;
   /** Last index applied (state machine entries, no-ops and membership changes alike). */
   applied: number;
   /** Index of the last snapshot (taken here or installed). */
@@ -96,8 +129,17 @@ export class GroupDriver {
   private completenessCheckedTerm = -1;
   private pumpScheduled = false;
   private readonly waitingWrites = new Map<string, ClientRequest[]>();
-  private readonly readsByCtx = new Map<string, ClientRequest>();
-  private waitingReads: { index: number; req: ClientRequest }[] = [];
+  /** Read indexes under way: for a resolve, or for a write whose edge check must catch up first. */
+  private readonly readsByCtx = new Map<string, { req: ClientRequest; purpose: 'read' | 'catch-up' }>();
+  private waitingReads: { index: number; req: ClientRequest; purpose: 'read' | 'catch-up' }[] = [];
+  /** The applied index at which this member's lineage root was last compared. */
+  private lineageCheckedAt = -1;
+  /** The term in which this member (as leader) last proposed the genesis. */
+  private genesisTerm = -1;
+  /** The edge check of src/api, per boot (its nonce memory is the anchor's): only with edgeAdmission. */
+  private admission: Admission | undefined;
+  /** late-revocation mutation: a revocation this member has applied but does not enforce yet. */
+  private lateRevocation: { key: string; row: Uint8Array } | null = null;
 
   constructor(cluster: Cluster, host: Host, scope: string, state: PersistedState) {
     this.cluster = cluster;
@@ -123,7 +165,10 @@ export class GroupDriver {
       },
       state,
     );
-    this.sm = state.snapshot ? RegistryStateMachine.restore(state.snapshot.data) : new RegistryStateMachine();
+    this.smOptions = cluster.gov.group(scope).smOptions;
+    this.sm = state.snapshot
+      ? RegistryStateMachine.restore(state.snapshot.data, this.smOptions)
+      : new RegistryStateMachine(this.smOptions);
     this.applied = state.snapshot?.meta.index ?? 0;
     this.snapIndex = this.applied;
     this.term = state.hardState.term;
@@ -198,6 +243,7 @@ export class GroupDriver {
       if (campaigning) c.onCampaign(this);
     }
     if (role === 'leader') {
+      if (this.genesisTerm !== this.term && this.sm.authority.genesis === undefined) this.proposeGenesis();
       c.checks.leaderClaim(this.scope, this.term, this.host.id, 'its Ready says leader');
       if (rd.hardState !== null) c.checks.commitMark(this.scope, this.term, rd.hardState.commit);
       if (this.completenessCheckedTerm !== this.term) {
@@ -210,6 +256,31 @@ export class GroupDriver {
         c.checks.leaderCompleteness(this.scope, this.term, this.host.id, st.firstIndex - 1, view);
       }
     }
+  }
+
+  /**
+   * A leader whose state machine has no genesis proposes it (src/scope/scope-host.ts #govern): the first
+   * leader's proposal becomes the group's first command; a later duplicate is refused by the state machine
+   * ('invalid-governance': the scope already has a genesis). Once per term, a moment after the Ready.
+   */
+  private proposeGenesis(): void {
+    const c = this.cluster;
+    this.genesisTerm = this.term;
+    const term = this.term;
+    c.queue.after(c.processingDelay(), () => {
+      if (!this.alive || this.role !== 'leader' || this.term !== term) return;
+      if (this.sm.authority.genesis !== undefined) return;
+      const session = { client: `~${this.host.id}.${this.scope}.g`, seq: term };
+      try {
+        this.node.propose(c.gov.genesisEntry(this.host.id, this.scope, session));
+      } catch (err) {
+        if (!(err instanceof ProposalDroppedError)) throw err;
+        this.genesisTerm = -1; // e.g. a leadership transfer in progress: try again at the next Ready
+        return;
+      }
+      c.trace.add(c.queue.now, `${this.host.id}/${this.scope} proposes the genesis (term ${term})`);
+      this.schedulePump();
+    });
   }
 
   private send(m: Message): void {
@@ -287,19 +358,21 @@ export class GroupDriver {
     if (rd.snapshot !== null) {
       const meta = rd.snapshot.meta;
       c.checks.snapshotInstalled(this.scope, this.host.id, meta, rd.snapshot.data);
-      this.sm = RegistryStateMachine.restore(rd.snapshot.data);
+      this.sm = RegistryStateMachine.restore(rd.snapshot.data, this.smOptions);
       this.applied = meta.index;
       this.snapIndex = meta.index;
+      this.lateRevocation = null;
+      this.checkLineageRoot();
       c.stats.snapshotsInstalled++;
       c.trace.add(c.queue.now, `${this.host.id}/${this.scope} installed snapshot ${meta.index}@${meta.term}`);
     }
     for (const e of rd.committedEntries) this.apply(e);
     for (const rs of rd.readStates) {
       const key = ctxKey(rs.context);
-      const req = this.readsByCtx.get(key);
-      if (req === undefined) continue;
+      const read = this.readsByCtx.get(key);
+      if (read === undefined) continue;
       this.readsByCtx.delete(key);
-      this.waitingReads.push({ index: rs.index, req });
+      this.waitingReads.push({ index: rs.index, ...read });
     }
     if (this.waitingReads.length > 0) this.serveReads();
     this.node.advance(rd);
@@ -323,42 +396,143 @@ export class GroupDriver {
         c.trace.add(c.queue.now, `${this.host.id}/${this.scope} applied conf ${e.index}`);
       return;
     }
-    const res = this.sm.apply(e.index, e.data);
-    const cmd = decodeCommand(e.data);
-    if (cmd.session === undefined) return;
-    const key = `${cmd.session.client}#${cmd.session.seq}`;
-    if (res.type === 'register' || res.type === 'deregister') c.recordEffect(key, res, this.host.id, e.index);
+    const res = this.applyCommand(e.index, e.data);
+    c.checks.lineageSize(this.scope, this.host.id, e.index, this.sm.lineage.size);
+    const session = this.sm.lastAppliedSession;
+    if (session === undefined) return;
+    const key = `${session.client}#${session.seq}`;
+    if (res.type !== 'duplicate' && res.type !== 'noop') c.recordEffect(key, res, this.host.id, e.index);
     const reqs = this.waitingWrites.get(key);
     if (reqs === undefined) return;
     this.waitingWrites.delete(key);
-    const result = res.type === 'duplicate' ? res.result : res;
+    let result = res.type === 'duplicate' ? res.result : res;
     if (result.type === 'noop') return;
+    if (c.authorityMutation === 'leader-ignores-refusals' && this.role === 'leader')
+      result = acceptedInstead(result, e.data);
     for (const req of reqs) c.reply(req, this, { kind: 'write', result });
   }
 
+  /** sm.apply, with the authority mutations of governance.ts when one is switched on. */
+  private applyCommand(index: number, data: Uint8Array): ReturnType<RegistryStateMachine['apply']> {
+    const c = this.cluster;
+    if (c.authorityMutation === 'revoked-may-deregister') return this.applyRevokedMayDeregister(index, data);
+    if (c.authorityMutation !== 'late-revocation' || this.host.id !== c.mutatedMember(this.scope))
+      return this.sm.apply(index, data);
+    // late-revocation: the member applies a revocation, then puts the credential's record back as it was
+    // until it has applied the next command.
+    const pending = this.lateRevocation;
+    this.lateRevocation = null;
+    let revoked: { key: string; before: Uint8Array } | null = null;
+    try {
+      const cmd = decodeCommand(splitAdmitted(data).command);
+      if (cmd.type === 'revoke-credential') {
+        const key = `g/c/${bytesToHex(cmd.credentialId)}`;
+        const before = this.sm.store.getAux(key);
+        if (before !== undefined) revoked = { key, before };
+      }
+    } catch {
+      // not a command: nothing to delay
+    }
+    const res = this.sm.apply(index, data);
+    if (pending !== null) {
+      this.sm.store.putAux(pending.key, pending.row);
+      this.sm.authority.reload();
+    }
+    if (revoked !== null && res.type === 'govern') {
+      const row = this.sm.store.getAux(revoked.key) as Uint8Array;
+      this.sm.store.putAux(revoked.key, revoked.before);
+      this.sm.authority.reload();
+      this.lateRevocation = { key: revoked.key, row };
+    }
+    return res;
+  }
+
+  /**
+   * revoked-may-deregister (every member alike): a deregistration signed with a revoked credential is
+   * applied as if the credential were active — the record is unrevoked for that one command.
+   */
+  private applyRevokedMayDeregister(
+    index: number,
+    data: Uint8Array,
+  ): ReturnType<RegistryStateMachine['apply']> {
+    let key: string | undefined;
+    try {
+      const cmd = decodeCommand(splitAdmitted(data).command);
+      if (cmd.type === 'deregister' && cmd.auth !== undefined)
+        key = `g/c/${bytesToHex(cmd.auth.credentialId)}`;
+    } catch {
+      // not a command
+    }
+    const row = key === undefined ? undefined : this.sm.store.getAux(key);
+    if (key === undefined || row === undefined || !isRevokedRow(row)) return this.sm.apply(index, data);
+    this.sm.store.putAux(key, unrevokedRow(row));
+    this.sm.authority.reload();
+    const res = this.sm.apply(index, data);
+    this.sm.store.putAux(key, row);
+    this.sm.authority.reload();
+    return res;
+  }
+
   private serveReads(): void {
-    const still: { index: number; req: ClientRequest }[] = [];
-    for (const w of this.waitingReads) {
+    const still: { index: number; req: ClientRequest; purpose: 'read' | 'catch-up' }[] = [];
+    const waiting = this.waitingReads;
+    this.waitingReads = [];
+    for (const w of waiting) {
       if (w.index > this.applied) {
         still.push(w);
         continue;
+      }
+      if (w.purpose === 'catch-up') {
+        // The write's edge check again, on a state at least as new as the leader's commit index.
+        const refusal = this.edgeCheck(w.req);
+        if (refusal !== null) this.cluster.reply(w.req, this, refusal);
+        else this.proposeWrite(w.req);
+        continue;
+      }
+      const auth = w.req.auth;
+      if (auth !== undefined) {
+        const ignore = this.cluster.authorityMutation === 'leader-ignores-refusals' && this.role === 'leader';
+        // With edge admission the real Admission.check runs here, at the read index (as Resolve does).
+        const refusal =
+          this.cluster.edgeAdmission !== 'off'
+            ? this.edgeCheck(w.req)
+            : (() => {
+                const decision = this.sm.authority.authorizeAuth(auth, 'resolve', w.req.name);
+                return decision.ok
+                  ? null
+                  : ({
+                      kind: 'read-refused',
+                      code: decision.rejection.code,
+                      message: decision.rejection.message,
+                    } as const);
+              })();
+        if (refusal !== null && !ignore) {
+          this.cluster.reply(w.req, this, refusal);
+          continue;
+        }
       }
       const answer = this.sm.resolve(w.req.name);
       const instances = answer.instances.map((i): [string, string] => [i.id, `${i.address}:${i.port}`]);
       this.cluster.reply(w.req, this, { kind: 'read', instances });
     }
-    this.waitingReads = still;
+    this.waitingReads = [...still, ...this.waitingReads];
   }
 
   private maybeCompact(): void {
     const c = this.cluster;
-    if (this.applied - this.snapIndex <= c.scenario.snapshotThreshold) return;
+    // A governed scope's snapshot carries its whole lineage (every admitted change, ~0.5 KB each), so its
+    // size grows with the run: snapshots are spaced by at least a quarter of the lineage's length, which
+    // keeps the work of taking, fingerprinting and installing them linear in the run's length (the
+    // scenario's small thresholds still apply while the lineage is short).
+    const every = Math.max(c.scenario.snapshotThreshold, this.sm.lineage.size >> SNAPSHOT_LINEAGE_SHIFT);
+    if (this.applied - this.snapIndex <= every) return;
     const data = this.sm.snapshot();
     // Null when a snapshot from the leader replaced the log while this Ready was being persisted.
     const snap = this.node.compact(this.applied, data);
     if (snap === null) return;
     (this.host.disks.get(this.scope) as SimDisk).compact(snap);
     c.checks.snapshotTaken(this.scope, this.host.id, this.applied, data);
+    this.checkLineageRoot();
     this.snapIndex = this.applied;
     c.stats.snapshotsTaken++;
     if (c.trace.full) c.trace.add(c.queue.now, `${this.host.id}/${this.scope} compacted to ${this.applied}`);
@@ -367,28 +541,137 @@ export class GroupDriver {
   /** A client request arrived at this host. */
   submit(req: ClientRequest): void {
     const c = this.cluster;
-    try {
-      if (req.kind === 'write') {
-        this.node.propose(req.data);
-        const list = this.waitingWrites.get(req.sessionKey);
-        if (list) list.push(req);
-        else this.waitingWrites.set(req.sessionKey, [req]);
-      } else {
-        const key = `r${c.nextReadId++}`;
-        this.readsByCtx.set(key, req);
-        try {
-          this.node.readIndex(ctxBytes(key));
-        } catch (err) {
-          this.readsByCtx.delete(key);
-          throw err;
+    // As src/api/admission.ts: nothing is proposed or served before this member has applied the genesis. A
+    // member that has applied it knows it is committed, so whatever it proposes now lands after it.
+    if (this.sm.authority.scopeId === undefined) {
+      c.reply(req, this, { kind: 'dropped', reason: 'no-genesis' });
+      return;
+    }
+    // As src/api/registry-service.ts: a write is checked at the edge before it is proposed, and a refusal a
+    // lagging member could make wrongly is checked again after a read index (catching up); a resolve is
+    // authorized when it is served, on the state at its read index.
+    if (c.edgeAdmission !== 'off' && req.kind === 'write') {
+      const refusal = this.edgeCheck(req);
+      if (refusal !== null && c.edgeAdmission === 'full') {
+        if (!lagSensitive(refusal)) {
+          c.reply(req, this, refusal);
+          return;
         }
+        this.readIndexFor(req, 'catch-up');
+        return;
       }
+    }
+    if (req.kind === 'write') this.proposeWrite(req);
+    else this.readIndexFor(req, 'read');
+  }
+
+  /** Proposes a write (admitted by this member) and waits for its session's entry. */
+  private proposeWrite(req: ClientRequest): void {
+    const c = this.cluster;
+    try {
+      this.node.propose(c.gov.admit(this.host.id, this.scope, req.data));
     } catch (err) {
       if (!(err instanceof ProposalDroppedError)) throw err;
       c.reply(req, this, { kind: 'dropped', reason: err.reason });
       return;
     }
+    const list = this.waitingWrites.get(req.sessionKey);
+    if (list) list.push(req);
+    else this.waitingWrites.set(req.sessionKey, [req]);
     this.schedulePump();
+  }
+
+  /** Starts a read index for a resolve, or for a write's edge check to catch up with the leader. */
+  private readIndexFor(req: ClientRequest, purpose: 'read' | 'catch-up'): void {
+    const c = this.cluster;
+    const key = `r${c.nextReadId++}`;
+    this.readsByCtx.set(key, { req, purpose });
+    try {
+      this.node.readIndex(ctxBytes(key));
+    } catch (err) {
+      this.readsByCtx.delete(key);
+      if (!(err instanceof ProposalDroppedError)) throw err;
+      c.reply(req, this, { kind: 'dropped', reason: err.reason });
+      return;
+    }
+    this.schedulePump();
+  }
+
+  /**
+   * The edge check of src/api (Admission.check, the real one), in the order src/api/registry-service.ts and
+   * governance-service.ts run it: before proposing a write, or before the read index of a resolve, the
+   * receiving member checks the request (signature, clock skew, nonce replay) and authorizes it against its
+   * own applied state. Returns null when it admits the request, else the refusal to answer with. Only with
+   * the run option `edgeAdmission`: that state may be stale (see README.md).
+   */
+  private edgeCheck(req: ClientRequest): ClientReply | null {
+    const c = this.cluster;
+    this.admission ??= new Admission({
+      signer: c.gov.hostSigners.get(this.host.id) as Signer,
+      verifier: c.gov.auditVerifier,
+      now: () => EPOCH_MS + Math.floor(c.queue.now),
+    });
+    try {
+      if (req.kind === 'read') {
+        const name = req.name;
+        this.admission.check(this.sm, req.auth, 'resolve', name, () => utf8.encode(name));
+      } else {
+        const cmd = decodeCommand(req.data);
+        // A retry of a write this member already applied goes to the state machine unchecked (it answers
+        // the first application's result), as src/api/registry-service.ts retryOfApplied.
+        const applied = cmd.session === undefined ? undefined : this.sm.store.getSession(cmd.session.client);
+        if (applied !== undefined && cmd.session !== undefined && applied.seq >= cmd.session.seq) return null;
+        this.admission.check(this.sm, cmd.auth, actionOf(cmd), cmd.name, () => commandSignedBody(cmd));
+      }
+      return null;
+    } catch (err) {
+      if (!(err instanceof ApiError)) throw err;
+      const code = err.metadata?.get('aq-reason')[0]?.toString() ?? `status ${err.code}`;
+      const message = err.message;
+      return req.kind === 'read'
+        ? { kind: 'read-refused', code, message }
+        : { kind: 'write', result: { type: 'rejected', ok: false, code: code as RejectCode, message } };
+    }
+  }
+
+  /**
+   * A leader publishes a signed tree head of its lineage when it grew since the last one applied
+   * (src/scope/scope-host.ts #govern): every member checks the head against its own lineage at apply, and
+   * refuses one whose root differs ('invalid-governance': divergence) — state-machine-safety compares the
+   * results. The session's seq is the simulated millisecond, so it only grows across restarts.
+   */
+  publishTreeHead(): void {
+    const c = this.cluster;
+    if (!this.alive || this.role !== 'leader') return;
+    const sm = this.sm;
+    const size = sm.lineage.size;
+    if (sm.authority.scopeId === undefined || size === 0 || (sm.treeHead?.size ?? 0) >= size) return;
+    const now = Math.floor(c.queue.now);
+    const session = { client: `~${this.host.id}.${this.scope}.t`, seq: now };
+    const data = c.gov.treeHeadCommand(
+      this.host.id,
+      this.scope,
+      size,
+      sm.lineage.root(size),
+      EPOCH_MS + now,
+      session,
+    );
+    try {
+      this.node.propose(data);
+    } catch (err) {
+      if (!(err instanceof ProposalDroppedError)) throw err;
+      return;
+    }
+    c.stats.treeHeadsProposed++;
+    this.schedulePump();
+  }
+
+  /** lineage-agreement: this member's lineage size and root at its applied index. */
+  checkLineageRoot(): void {
+    if (this.applied === this.lineageCheckedAt) return; // nothing applied since the last comparison
+    this.lineageCheckedAt = this.applied;
+    const l = this.sm.lineage;
+    this.cluster.checks.lineageRoot(this.scope, this.host.id, this.applied, l.size, bytesToHex(l.root()));
   }
 
   /** The live log, for the log-matching checker. */
@@ -426,6 +709,9 @@ export class Cluster {
   readonly scenario: Scenario;
   readonly rng: Rng;
   readonly mutations: ReadonlySet<Mutation>;
+  /** A deliberately broken variant of the authority's enforcement (governance.ts), or null. */
+  readonly authorityMutation: AuthorityMutation | null;
+  readonly gov: SimGovernance;
   readonly net: SimNetwork<Envelope>;
   readonly hosts = new Map<string, Host>();
   readonly faults: Record<string, number> = {};
@@ -436,6 +722,9 @@ export class Cluster {
     snapshotsTaken: 0,
     snapshotsInstalled: 0,
     maxTerm: 0,
+    treeHeadsProposed: 0,
+    treeHeadsAccepted: 0,
+    treeHeadsRefused: 0,
   };
   /** A member just became leader (its first Ready as leader); the fault injector may act on it. */
   onLeaderElected: (d: GroupDriver) => void = () => {};
@@ -447,12 +736,19 @@ export class Cluster {
   nextReadId = 1;
   /** Check the promises of acknowledgements and votes against the disk (invariants.ts, ack-durability). */
   ackDurability = true;
+  /** The edge check of src/api at the receiving member (GroupDriver.edgeCheck): see RunOptions. */
+  edgeAdmission: EdgeAdmission = 'off';
   /**
    * Session key -> the first time some member applied the command with an effect (not as a duplicate), and
    * its result. Every member applies the same entries in the same order, so every member computes the same
    * result; the first application is an upper bound of the command's linearization point (its commit).
    */
-  readonly effects = new Map<string, { time: number; result: CommandResult; node: string; index: number }>();
+  readonly effects = new Map<
+    string,
+    { time: number; result: CommandResult; node: string; index: number; json: string }
+  >();
+  /** `${session key}@${index}` -> the result of the command applied there (by whichever member first). */
+  private readonly resultsAt = new Map<string, { node: string; json: string }>();
 
   constructor(opts: {
     queue: EventQueue;
@@ -461,6 +757,8 @@ export class Cluster {
     scenario: Scenario;
     rng: Rng;
     mutations: ReadonlySet<Mutation>;
+    gov: SimGovernance;
+    authorityMutation?: AuthorityMutation | null;
   }) {
     this.queue = opts.queue;
     this.trace = opts.trace;
@@ -468,6 +766,8 @@ export class Cluster {
     this.scenario = opts.scenario;
     this.rng = opts.rng;
     this.mutations = opts.mutations;
+    this.gov = opts.gov;
+    this.authorityMutation = opts.authorityMutation ?? null;
     this.clientLoss = opts.scenario.clientLoss;
     this.net = new SimNetwork<Envelope>(this.queue, this.rng.fork(), opts.scenario.network, (from, to, env) =>
       this.deliver(from, to, env),
@@ -671,32 +971,175 @@ export class Cluster {
     );
   }
 
+  /** The member on which an authority mutation acts: the group's first founding voter. */
+  mutatedMember(scope: string): string {
+    return this.scenario.groups.find((g) => g.scope === scope)?.voters[0] ?? '';
+  }
+
+  /**
+   * One result per session command: every member that applies the entry holding it (not as a duplicate)
+   * computes the same result — admitted or refused, with the same reason, the same lineage index and
+   * modifyIndex — and the command takes effect at one index only: another entry carrying it (a retry that
+   * also reached a log) is applied as a duplicate, or refused as a stale session once its client moved on.
+   */
   recordEffect(key: string, result: CommandResult, node: string, index: number): void {
-    const seen = this.effects.get(key);
-    if (seen === undefined) {
-      this.effects.set(key, { time: this.queue.now, result, node, index });
-      return;
-    }
-    const same =
-      seen.index === index &&
-      seen.result.type === result.type &&
-      (result.type !== 'deregister' ||
-        (seen.result.type === 'deregister' && seen.result.removed === result.removed));
-    if (!same) {
+    const json = resultKey(result);
+    const at = `${key}@${index}`;
+    const same = this.resultsAt.get(at);
+    if (same === undefined) this.resultsAt.set(at, { node, json });
+    else if (same.json !== json) {
       this.checks.fail(
         'state-machine-safety',
-        `command ${key}: ${seen.node} applied it at ${seen.index} with ${JSON.stringify(seen.result)}, ${node} at ${index} with ${JSON.stringify(result)}`,
+        `command ${key} at index ${index}: ${same.node} applied it with ${same.json}, ${node} with ${json}`,
+      );
+      return;
+    }
+    if (result.type === 'rejected' && result.code === 'stale-session') return;
+    const seen = this.effects.get(key);
+    if (seen === undefined) {
+      this.effects.set(key, { time: this.queue.now, result, node, index, json });
+      if (key.includes('.t#')) {
+        if (result.type === 'govern') this.stats.treeHeadsAccepted++;
+        else this.stats.treeHeadsRefused++;
+      }
+      return;
+    }
+    if (seen.index !== index) {
+      this.checks.fail(
+        'state-machine-safety',
+        `command ${key} took effect twice: ${seen.node} applied it at ${seen.index} with ${JSON.stringify(seen.result)}, ${node} at ${index} with ${JSON.stringify(result)}`,
       );
     }
   }
 
-  /** Log Matching over the live members of every group. */
-  checkLogs(): void {
+  /** Every group's leader publishes a tree head (GroupDriver.publishTreeHead). */
+  publishTreeHeads(): void {
+    for (const g of this.scenario.groups) this.leaderOf(g.scope)?.publishTreeHead();
+  }
+
+  /** Log Matching over the live members of every group; lineage agreement at their applied indexes. */
+  checkLogs(lineage = true): void {
     for (const g of this.scenario.groups) {
+      const drivers = this.drivers(g.scope);
       this.checks.logMatching(
         g.scope,
-        this.drivers(g.scope).map((d) => d.logView()),
+        drivers.map((d) => d.logView()),
       );
+      if (lineage) for (const d of drivers) d.checkLineageRoot();
     }
   }
+
+  /**
+   * lineage-audit, at the end of a run: the lineage of each group (as its most advanced live member holds
+   * it) is what an auditor checks offline (aq verify): leaves numbered 0.., the genesis first and only
+   * there, every entry admitted (signed) by one of the scope's hosts, every command signed by the holder of
+   * the credential it names, for the action it performs.
+   */
+  auditLineage(): void {
+    const verifier = this.gov.auditVerifier;
+    const hostKeys = [...this.gov.hostSigners.values()].map((s) => s.publicKey);
+    for (const g of this.scenario.groups) {
+      let d: GroupDriver | undefined;
+      for (const x of this.drivers(g.scope)) if (d === undefined || x.applied > d.applied) d = x;
+      if (d === undefined) continue;
+      const scopeId = this.gov.group(g.scope).scopeId;
+      const sm = d.sm;
+      const audit = (i: number, e: LineageEntry): string | null => {
+        if (e.index !== i) return `it says it is leaf ${e.index}`;
+        if ((e.kind === 'genesis') !== (i === 0)) return 'the genesis is leaf 0, and only leaf 0';
+        if (!hostKeys.some((k) => equalBytes(k, e.signer))) return 'admitted by a key that is no host';
+        if (!verifyEntrySignature(e, verifier)) return 'its admitting signature does not verify';
+        if (e.kind === 'genesis') return null;
+        const cmd = decodeCommand(e.payload);
+        if (cmd.auth === undefined) return `an admitted ${cmd.type} without an auth block`;
+        const record = sm.authority.credential(cmd.auth.credentialId);
+        if (record === undefined) return 'signed with a credential the scope does not know';
+        const subject = record.credential.subject;
+        if (
+          !verifyRequestSignature(verifier, subject, scopeId, cmd.auth, actionOf(cmd), commandSignedBody(cmd))
+        )
+          return `the ${cmd.type}'s auth signature does not verify under its credential's key`;
+        return null;
+      };
+      for (let i = 0; i < sm.lineage.size; i++) {
+        this.checks.counts.audited++;
+        const e = decodeEntry(sm.lineage.entry(i));
+        const why = audit(i, e);
+        if (why !== null) {
+          this.checks.fail(
+            'lineage-audit',
+            `group ${g.scope} (${d.host.id}) lineage entry ${i} (log index ${e.logIndex}, ${e.kind}): ${why}`,
+          );
+          return;
+        }
+      }
+    }
+  }
+}
+
+/**
+ * What a member that ignores refusals (the 'leader-ignores-refusals' mutation) answers instead of a refusal
+ * of authorization: the success the client hoped for.
+ */
+function acceptedInstead(result: CommandResult, data: Uint8Array): CommandResult {
+  if (result.type !== 'rejected') return result;
+  const cmd = decodeCommand(splitAdmitted(data).command);
+  if (cmd.type === 'register') return { type: 'register', ok: true, modifyIndex: 0 };
+  if (cmd.type === 'deregister') return { type: 'deregister', ok: true, removed: false, modifyIndex: 0 };
+  if (cmd.type === 'issue-credential' || cmd.type === 'revoke-credential')
+    return { type: 'govern', ok: true, command: cmd.type, detail: '' };
+  return result;
+}
+
+/** Every field of a command result, as one string (JSON.stringify's cost showed in profiles). */
+function resultKey(r: CommandResult): string {
+  switch (r.type) {
+    case 'register':
+      return `register m${r.modifyIndex} l${r.lineageIndex ?? '-'}`;
+    case 'deregister':
+      return `deregister ${r.removed} m${r.modifyIndex} l${r.lineageIndex ?? '-'}`;
+    case 'set-health':
+      return `set-health ${r.changed} m${r.modifyIndex} l${r.lineageIndex ?? '-'}`;
+    case 'govern':
+      return `govern ${r.command} ${r.detail} l${r.lineageIndex ?? '-'}`;
+    case 'rejected':
+      return `rejected ${r.code}: ${r.message}`;
+  }
+}
+
+/** Whether a credential record (authority.ts: issuedAt varint, revokedAt varint, ...) is revoked. */
+function isRevokedRow(row: Uint8Array): boolean {
+  const r = new ByteReader(row, (m) => new Error(`credential record: ${m}`));
+  r.varint('issuedAt');
+  return r.varint('revokedAt') !== 0;
+}
+
+/**
+ * A credential record (authority.ts: issuedAt varint, revokedAt varint, reason str, credential bytes) as it
+ * was before its revocation.
+ */
+function unrevokedRow(row: Uint8Array): Uint8Array {
+  const fail = (m: string): Error => new Error(`credential record: ${m}`);
+  const r = new ByteReader(row, fail);
+  const issuedAt = r.varint('issuedAt');
+  r.varint('revokedAt');
+  r.str('reason');
+  const credential = r.bytes(r.remaining, 'credential');
+  const w = new ByteWriter(row.length, fail);
+  w.varint(issuedAt, 'issuedAt');
+  w.varint(0, 'revokedAt');
+  w.str('', 'reason');
+  w.bytes(credential);
+  return w.finish();
+}
+
+/** The refusals src/api/registry-service.ts checks again after catching up (LAG_SENSITIVE there). */
+function lagSensitive(reply: ClientReply): boolean {
+  const code =
+    reply.kind === 'read-refused'
+      ? reply.code
+      : reply.kind === 'write' && reply.result.type === 'rejected'
+        ? reply.result.code
+        : '';
+  return LAG_SENSITIVE.has(code);
 }

@@ -9,6 +9,9 @@
 //   state-machine-safety  no two members of a group apply different entries at the same index (Raft §5.4.3);
 //                         a snapshot installed at index i agrees with the entry applied at i
 //   snapshot-agreement    two members that snapshot their state machine at the same index produce the same bytes
+//   lineage-agreement     two members at the same applied index have the same lineage: the same size after every
+//                         apply, and the same Merkle root (LineageLog.root()) where it is compared — at every
+//                         snapshot taken or installed and at every log-matching round
 //   apply-order           a member applies entries once each, in index order, without gaps
 //   ack-durability        a message that promises durable state is backed by the disk when it is sent: an
 //                         accepted append-resp for index i means the disk holds the entry at i (of the term
@@ -21,6 +24,7 @@
 //                         stale (the sender moved on, possibly replacing the entries in the same write), like an
 //                         answer still in the network when its sender moves on.
 
+import { hash } from 'node:crypto';
 import type { Entry, NodeId, ScopeId, SnapshotMeta } from '../../src/consensus/index.ts';
 
 export interface Violation {
@@ -33,6 +37,7 @@ export interface Violation {
 export function sameEntry(a: Entry, b: Entry): boolean {
   if (a.term !== b.term || a.index !== b.index || a.kind !== b.kind || a.data.length !== b.data.length)
     return false;
+  if (a.data === b.data) return true; // replicated entries share their bytes (the network passes references)
   const x = a.data;
   const y = b.data;
   for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
@@ -71,7 +76,11 @@ interface GroupRecord {
   /** index -> the entry applied there (by whichever member applied it first). */
   readonly applied: (Entry | undefined)[];
   /** index -> fingerprint of the state-machine snapshot taken there. */
-  readonly snapshots: Map<number, { node: NodeId; hash: number; size: number }>;
+  readonly snapshots: Map<number, { node: NodeId; hash: string; size: number }>;
+  /** index -> the lineage size after applying it (by whichever member applied it first), +1 (0: unknown). */
+  readonly lineageSizes: number[];
+  /** index -> the lineage root (hex) a member had at that applied index. */
+  readonly lineageRoots: Map<number, { node: NodeId; size: number; root: string }>;
 }
 
 export class Invariants {
@@ -81,7 +90,15 @@ export class Invariants {
   /** Called on the first violation (the run stops there). */
   onViolation: (v: Violation) => void = () => {};
   /** Counters for the report. */
-  readonly counts = { leaderClaims: 0, logChecks: 0, completenessChecks: 0, applied: 0 };
+  readonly counts = {
+    leaderClaims: 0,
+    logChecks: 0,
+    completenessChecks: 0,
+    applied: 0,
+    lineageRoots: 0,
+    /** Lineage entries the end-of-run audit verified. */
+    audited: 0,
+  };
 
   constructor(now: () => number) {
     this.now = now;
@@ -96,6 +113,8 @@ export class Invariants {
         commitByTerm: new Map(),
         applied: [],
         snapshots: new Map(),
+        lineageSizes: [],
+        lineageRoots: new Map(),
       };
       this.groups.set(scope, g);
     }
@@ -195,13 +214,41 @@ export class Invariants {
   /** `node`'s state machine at `index` serialized to `data`. */
   snapshotTaken(scope: ScopeId, node: NodeId, index: number, data: Uint8Array): void {
     const g = this.group(scope);
-    const hash = fnv1a(data);
+    // SHA-1 (native) rather than FNV-1a: a governed scope's snapshot carries its lineage (tens of KB).
+    const fingerprint = hash('sha1', data, 'base64');
     const seen = g.snapshots.get(index);
-    if (seen === undefined) g.snapshots.set(index, { node, hash, size: data.length });
-    else if (seen.hash !== hash || seen.size !== data.length) {
+    if (seen === undefined) g.snapshots.set(index, { node, hash: fingerprint, size: data.length });
+    else if (seen.hash !== fingerprint || seen.size !== data.length) {
       this.fail(
         'snapshot-agreement',
-        `group ${scope}: state at index ${index} differs between ${seen.node} (${seen.size}B #${seen.hash.toString(16)}) and ${node} (${data.length}B #${hash.toString(16)})`,
+        `group ${scope}: state at index ${index} differs between ${seen.node} (${seen.size}B #${seen.hash}) and ${node} (${data.length}B #${fingerprint})`,
+      );
+    }
+  }
+
+  /** `node` applied the entry at `index` (a command) and its lineage now holds `size` entries. */
+  lineageSize(scope: ScopeId, node: NodeId, index: number, size: number): void {
+    const g = this.group(scope);
+    const seen = g.lineageSizes[index];
+    if (seen === undefined || seen === 0) g.lineageSizes[index] = size + 1;
+    else if (seen !== size + 1) {
+      this.fail(
+        'lineage-agreement',
+        `group ${scope}: ${node} has ${size} lineage entries after applying index ${index}, another member had ${seen - 1}`,
+      );
+    }
+  }
+
+  /** `node`, at applied index `index`, has a lineage of `size` entries with Merkle root `root` (hex). */
+  lineageRoot(scope: ScopeId, node: NodeId, index: number, size: number, root: string): void {
+    this.counts.lineageRoots++;
+    const g = this.group(scope);
+    const seen = g.lineageRoots.get(index);
+    if (seen === undefined) g.lineageRoots.set(index, { node, size, root });
+    else if (seen.size !== size || seen.root !== root) {
+      this.fail(
+        'lineage-agreement',
+        `group ${scope}: at applied index ${index}, ${seen.node} has lineage size ${seen.size} root ${seen.root.slice(0, 16)}…, ${node} has size ${size} root ${root.slice(0, 16)}…`,
       );
     }
   }

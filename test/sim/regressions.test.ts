@@ -30,6 +30,24 @@ const REGRESSIONS: readonly Regression[] = [
   { seed: 9, property: 'raft-invariant', note: COMPACT_RACE },
   { seed: 11, property: 'raft-invariant', note: COMPACT_RACE },
   {
+    seed: 4,
+    options: { faults: false, edgeAdmission: 'full' },
+    property: 'linearizability',
+    note: "src/api refused a just-issued credential as 'unknown-credential' on a member that had not applied the issue yet; now a state-dependent refusal is checked again after a read index (registry-service.ts checkCurrent)",
+  },
+  {
+    seed: 8,
+    options: { edgeAdmission: 'admissions-only' },
+    property: 'linearizability',
+    note: 'Resolve authorized before its read index, so a lagging member served a revoked credential; now a linearizable read is authorized at its read index',
+  },
+  {
+    seed: 32,
+    options: { edgeAdmission: 'full' },
+    property: 'linearizability',
+    note: 'a retried write whose first attempt was applied was refused at the edge (credential revoked since): the caller saw a refusal for a change that took effect; now a retry of an applied session skips the edge check (registry-service.ts retryOfApplied)',
+  },
+  {
     seed: 100788,
     property: 'liveness',
     note: 'the liveness phase ended the instant the final writes completed, as a leader removed itself; now it waits for a leader too',

@@ -49,6 +49,9 @@ export function formatTotals(t: Totals, wallMs: number): string {
       `${(t.simMs / 1000).toFixed(0)}s simulated, ${t.events} events)`,
     `operations: ${t.ops.ok} ok, ${t.ops.failed} failed (never proposed), ${t.ops.indeterminate} indeterminate ` +
       `(${t.ops.indeterminateApplied} applied, ${t.ops.indeterminateNeverApplied} never applied), ${t.ops.readsTimedOut} reads timed out`,
+    `credentials (in the histories checked): ${t.ops.issues} issued, ${t.ops.revokes} revoked; refused: ` +
+      `${t.ops.refusedUnknownCredential} unknown-credential, ${t.ops.refusedRevoked} revoked, ` +
+      `${t.ops.refusedWrongPrefix} wrong-prefix, ${t.ops.refusedInvalidGovernance} invalid-governance`,
     `faults injected: ${kv(t.faults)}`,
     `violations: ${kv(t.violations)}`,
   ];

@@ -10,13 +10,19 @@
 // checked for linearizability.
 
 import type { Mutation } from '../../src/consensus/index.ts';
+import { governedRegistryModel } from '../checker/governed-registry-model.ts';
 import { checkLinearizability } from '../checker/linearizability.ts';
-import { registryModel } from '../checker/registry-model.ts';
 import { type ClientStats, Clients } from './clients.ts';
 import { Cluster } from './cluster.ts';
 import { StorageContractError } from './disk.ts';
 import { EventQueue } from './events.ts';
 import { Faults } from './faults.ts';
+import {
+  type AuthorityMutation,
+  type EdgeAdmission,
+  type SignatureMode,
+  SimGovernance,
+} from './governance.ts';
 import { Invariants, type Violation } from './invariants.ts';
 import { Rng } from './rng.ts';
 import { describeScenario, makeScenario } from './scenario.ts';
@@ -31,6 +37,15 @@ export interface RunOptions {
   readonly faults: boolean;
   /** One deliberately broken variant of the core, switched on for every node. */
   readonly mutation: Mutation | null;
+  /** One deliberately broken enforcement of the scope's authority (governance.ts), in the simulator's driver. */
+  readonly authorityMutation: AuthorityMutation | null;
+  /** How per-operation signatures are made (governance.ts): real ed25519, or a cheap deterministic digest. */
+  readonly signatures: SignatureMode;
+  /**
+   * Run src/api's edge check (Admission.check) at the member each request reaches, from its applied state,
+   * before proposing it or taking the read index, as src/api/registry-service.ts does (governance.ts).
+   */
+  readonly edgeAdmission: EdgeAdmission;
   /** Record every line (messages, writes, core logs) instead of a ring buffer of the last `traceLines`. */
   readonly fullTrace: boolean;
   readonly traceLines: number;
@@ -55,6 +70,9 @@ export const DEFAULT_OPTIONS: RunOptions = {
   livenessTicks: 400,
   faults: true,
   mutation: null,
+  authorityMutation: null,
+  signatures: 'digest',
+  edgeAdmission: 'off',
   fullTrace: false,
   traceLines: 200,
   checkerMaxSteps: 2_000_000,
@@ -83,17 +101,32 @@ export interface RunReport {
     readonly snapshotsTaken: number;
     readonly snapshotsInstalled: number;
     readonly maxTerm: number;
+    /** Signed tree heads the leaders proposed, and how the first member to apply each decided. */
+    readonly treeHeads: { proposed: number; accepted: number; refused: number };
     readonly historyOps: number;
     /** Time the liveness phase took until every client's final write succeeded (-1: not reached). */
     readonly livenessMs: number;
     /** How much the checkers looked at (evidence they ran). */
-    readonly checks: { leaderClaims: number; logChecks: number; completenessChecks: number; applied: number };
+    readonly checks: {
+      leaderClaims: number;
+      logChecks: number;
+      completenessChecks: number;
+      applied: number;
+      lineageRoots: number;
+      audited: number;
+    };
+    /** ed25519 signatures computed (auth blocks, admitting signatures, the geneses). */
+    readonly signatures: number;
   };
   readonly trace: readonly string[];
 }
 
 /** How often the log-matching checker runs, in simulated ms. */
 const LOG_CHECK_MS = 100;
+/** Every how many log-matching rounds the members' lineage roots are compared too. */
+const LINEAGE_CHECK_ROUNDS = 3;
+/** Every how many log-matching rounds each group's leader publishes a signed tree head. */
+const TREE_HEAD_ROUNDS = 10;
 
 export function runSeed(seed: number, options: Partial<RunOptions> = {}): RunReport {
   const opts: RunOptions = { ...DEFAULT_OPTIONS, ...options };
@@ -102,6 +135,7 @@ export function runSeed(seed: number, options: Partial<RunOptions> = {}): RunRep
   const clusterRng = master.fork();
   const faultRng = master.fork();
   const clientRng = master.fork();
+  const keyRng = master.fork();
 
   const queue = new EventQueue();
   const trace = new Trace(opts.traceLines, opts.fullTrace);
@@ -112,8 +146,19 @@ export function runSeed(seed: number, options: Partial<RunOptions> = {}): RunRep
     trace.add(queue.now, `VIOLATION ${v.property}: ${v.message}`);
   };
   const mutations: ReadonlySet<Mutation> = new Set(opts.mutation ? [opts.mutation] : []);
-  const cluster = new Cluster({ queue, trace, checks, scenario, rng: clusterRng, mutations });
+  const gov = new SimGovernance(scenario, keyRng, opts.signatures);
+  const cluster = new Cluster({
+    queue,
+    trace,
+    checks,
+    scenario,
+    rng: clusterRng,
+    mutations,
+    gov,
+    authorityMutation: opts.authorityMutation,
+  });
   cluster.ackDurability = opts.ackDurability;
+  cluster.edgeAdmission = opts.edgeAdmission;
   const clients = new Clients(cluster, clientRng, {
     attemptMs: 12 * scenario.tickMs,
     operationMs: 30 * scenario.tickMs,
@@ -121,7 +166,7 @@ export function runSeed(seed: number, options: Partial<RunOptions> = {}): RunRep
   const faults = new Faults(cluster, faultRng);
   trace.add(
     0,
-    `seed ${seed}${opts.mutation ? ` mutation ${opts.mutation}` : ''}: ${describeScenario(scenario)}`,
+    `seed ${seed}${opts.mutation ? ` mutation ${opts.mutation}` : ''}${opts.authorityMutation ? ` authority mutation ${opts.authorityMutation}` : ''}: ${describeScenario(scenario)}`,
   );
 
   const guarded = (f: () => void): void => {
@@ -161,8 +206,10 @@ export function runSeed(seed: number, options: Partial<RunOptions> = {}): RunRep
   const faultEnd = opts.ticks * scenario.tickMs;
   let livenessMs = -1;
   const livenessEnd = faultEnd + opts.livenessTicks * scenario.tickMs;
+  let round = 0;
   const logCheck = (): void => {
-    cluster.checkLogs();
+    cluster.checkLogs(++round % LINEAGE_CHECK_ROUNDS === 0);
+    if (round % TREE_HEAD_ROUNDS === 0) cluster.publishTreeHeads();
     if (queue.now + LOG_CHECK_MS <= livenessEnd) queue.after(LOG_CHECK_MS, logCheck);
   };
 
@@ -185,7 +232,10 @@ export function runSeed(seed: number, options: Partial<RunOptions> = {}): RunRep
       scenario.groups.every((g) => cluster.leaderOf(g.scope) !== undefined);
     run(livenessEnd, () => clients.allFinalDone && everyGroupLed());
     livenessMs = queue.now - faultEnd;
-    guarded(() => cluster.checkLogs());
+    guarded(() => {
+      cluster.checkLogs();
+      cluster.auditLineage();
+    });
     if (!stopped) {
       const failures = clients.finalFailures();
       for (const g of scenario.groups) {
@@ -203,7 +253,9 @@ export function runSeed(seed: number, options: Partial<RunOptions> = {}): RunRep
   let linearizability: RunReport['linearizability'] = 'skipped';
   if (checks.violations.length === 0) {
     clients.resolveIndeterminate(opts.blackBox ? null : cluster.effects);
-    const result = checkLinearizability(registryModel, clients.history, { maxSteps: opts.checkerMaxSteps });
+    const result = checkLinearizability(governedRegistryModel, clients.history, {
+      maxSteps: opts.checkerMaxSteps,
+    });
     if (result.ok === true) linearizability = 'ok';
     else if (result.ok === 'unknown') {
       linearizability = 'unknown';
@@ -240,9 +292,15 @@ export function runSeed(seed: number, options: Partial<RunOptions> = {}): RunRep
       snapshotsTaken: cluster.stats.snapshotsTaken,
       snapshotsInstalled: cluster.stats.snapshotsInstalled,
       maxTerm: cluster.stats.maxTerm,
+      treeHeads: {
+        proposed: cluster.stats.treeHeadsProposed,
+        accepted: cluster.stats.treeHeadsAccepted,
+        refused: cluster.stats.treeHeadsRefused,
+      },
       historyOps: clients.history.length,
       livenessMs,
       checks: { ...checks.counts },
+      signatures: gov.signatures,
     },
     trace: trace.toArray(),
   };
