@@ -83,6 +83,17 @@ const READS: ReadonlySet<Action> = new Set(['resolve', 'read-lineage']);
 const NO_NONCE = new Uint8Array(16);
 const NO_SIGNATURE = new Uint8Array(64);
 
+export interface CheckOptions {
+  /** The instance's tags (policy rules can require them). */
+  readonly tags?: readonly string[];
+  /** A valid credential suffices: the policy's refusals (and prefix) do not apply (tree heads, proofs). */
+  readonly authenticatedOnly?: boolean;
+  /** The key this call's TLS connection proved (channelKey), if any: reads may then go unsigned. */
+  readonly channel?: Uint8Array | null;
+  /** A retry of a write already applied here: the request is checked, its authorization is not. */
+  readonly retry?: boolean;
+}
+
 export class Admission {
   readonly #c: AdmissionComponents;
   readonly #replay: ReplayGuard;
@@ -104,10 +115,9 @@ export class Admission {
     action: Action,
     name: string,
     body: () => Uint8Array,
-    tags: readonly string[] = [],
-    authenticatedOnly = false,
-    channel: Uint8Array | null = null,
+    options: CheckOptions = {},
   ): CommandAuth | undefined {
+    const { tags = [], authenticatedOnly = false, channel = null, retry = false } = options;
     const authority = machine.authority;
     const scopeId = authority.scopeId;
     if (scopeId === undefined)
@@ -162,7 +172,11 @@ export class Admission {
     const now = (this.#c.now ?? Date.now)();
     const skew = checkSkew(auth.timestampMs, now, this.#skewMs);
     if (skew !== null) throw refusal(status.PERMISSION_DENIED, 'clock-skew', skew);
-    const decision: AuthorityDecision = authority.authorizeAuth(auth, action, name, tags);
+    // A retry of an applied write: the request itself is checked (signature, skew, nonce), not the scope's
+    // state since, which the state machine does not consult for a duplicate either.
+    const decision: AuthorityDecision = retry
+      ? { ok: true, principal: null, attest: false }
+      : authority.authorizeAuth(auth, action, name, tags);
     // authenticatedOnly: a valid credential suffices (its validity refusals still apply).
     const policyOnly =
       decision.ok === false &&

@@ -112,13 +112,23 @@ export function governanceHandlers(c: GovernanceServiceComponents) {
           `scope ${s.name} is open (no admins): nobody administers it; found a governed scope with aq scope create`,
         );
       const signal = callSignal(call);
-      const check = () =>
-        c.admission.check(s.group.registry, cmd.auth ?? null, 'administer', '', () => commandSignedBody(cmd));
-      // A retry of a command this member already applied is answered by the state machine (a duplicate).
       const applied = s.group.registry.store.getSession(cmd.session.client);
       const retry = applied !== undefined && applied.seq >= cmd.session.seq;
+      const check = () =>
+        c.admission.check(
+          s.group.registry,
+          cmd.auth ?? null,
+          'administer',
+          '',
+          () => commandSignedBody(cmd),
+          {
+            retry,
+          },
+        );
+      // A retry of a command this member already applied: its request is checked, not its authorization
+      // (the state machine answers it with the first result).
       try {
-        if (!retry) check();
+        check();
       } catch (error) {
         // This member may lag the group (the admin's credential just issued): catch up, then decide.
         if (

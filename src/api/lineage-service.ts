@@ -61,7 +61,10 @@ export function lineageHandlers(c: LineageServiceComponents) {
     const s = hostedScope(c.host, req.scope);
     const machine = s.group.registry;
     const body = () => new TextEncoder().encode(s.name);
-    c.admission.check(machine, req.auth as WireAuth, 'read-lineage', '', body, [], proofs, channel);
+    c.admission.check(machine, req.auth as WireAuth, 'read-lineage', '', body, {
+      authenticatedOnly: proofs,
+      channel,
+    });
     return machine;
   };
   const integer = (v: unknown, what: string): number => {

@@ -208,8 +208,9 @@ export function registryHandlers(c: RegistryServiceComponents) {
   };
 
   /**
-   * A retry (same client and seq) of a write this member has already applied: it is proposed bare, without
-   * an edge check, and the state machine answers it with the first application's result (a duplicate). Checking it again
+   * A retry (same client and seq) of a write this member has already applied: the request itself is still
+   * checked (signature, skew, nonce: a replay is refused), but not its authorization against today's state;
+   * the state machine answers it with the first application's result (a duplicate). Authorizing it again
    * could refuse it (say, the credential revoked since) although it took effect: the caller, whose first
    * answer was lost, would then believe it failed. (Found by the simulator.)
    */
@@ -364,18 +365,20 @@ export function registryHandlers(c: RegistryServiceComponents) {
         );
       const s = session(req.clientId, req.seq);
       const bare = { type: 'register', name, instance, session: s } as const;
-      const auth = retryOfApplied(owner, s)
-        ? undefined
-        : await checkCurrent(owner, signal, () =>
-            c.admission.check(
-              owner.group.registry,
-              req.auth as WireAuth,
-              'register',
-              name,
-              () => encodeCommand(bare),
-              instance.tags,
-            ),
-          );
+      const retry = retryOfApplied(owner, s);
+      const auth = await checkCurrent(owner, signal, () =>
+        c.admission.check(
+          owner.group.registry,
+          req.auth as WireAuth,
+          'register',
+          name,
+          () => encodeCommand(bare),
+          {
+            tags: instance.tags,
+            retry,
+          },
+        ),
+      );
       const command = encodeCommand(auth === undefined ? bare : { ...bare, auth });
       const result = await owner.group.propose(
         c.admission.admit(owner.group.registry, command),
@@ -406,13 +409,19 @@ export function registryHandlers(c: RegistryServiceComponents) {
         );
       const s = session(req.clientId, req.seq);
       const bare = { type: 'deregister', name, id, session: s } as const;
-      const auth = retryOfApplied(owner, s)
-        ? undefined
-        : await checkCurrent(owner, signal, () =>
-            c.admission.check(owner.group.registry, req.auth as WireAuth, 'deregister', name, () =>
-              encodeCommand(bare),
-            ),
-          );
+      const retry = retryOfApplied(owner, s);
+      const auth = await checkCurrent(owner, signal, () =>
+        c.admission.check(
+          owner.group.registry,
+          req.auth as WireAuth,
+          'deregister',
+          name,
+          () => encodeCommand(bare),
+          {
+            retry,
+          },
+        ),
+      );
       const command = encodeCommand(auth === undefined ? bare : { ...bare, auth });
       const result = await owner.group.propose(
         c.admission.admit(owner.group.registry, command),
@@ -471,9 +480,7 @@ export function registryHandlers(c: RegistryServiceComponents) {
           'resolve',
           name,
           () => new TextEncoder().encode(name),
-          [],
-          false,
-          channelKey(call),
+          { channel: channelKey(call) },
         );
       // A linearizable read is authorized on the state at its read index (a revocation acknowledged
       // before the call refuses it); a stale read on this member's state, caught up if that refuses.
@@ -509,9 +516,7 @@ export function registryHandlers(c: RegistryServiceComponents) {
             'resolve',
             prefix,
             () => new TextEncoder().encode(prefix),
-            [],
-            false,
-            channelKey(call),
+            { channel: channelKey(call) },
           );
         // As Resolve: authorized at the read index when linearizable.
         if (linearizable) {
@@ -555,9 +560,7 @@ export function registryHandlers(c: RegistryServiceComponents) {
           'resolve',
           name,
           () => new TextEncoder().encode(name),
-          [],
-          false,
-          channelKey(call),
+          { channel: channelKey(call) },
         );
         filter = { name, prefix };
       } catch (error) {

@@ -617,11 +617,13 @@ export class GroupDriver {
         this.admission.check(this.sm, req.auth, 'resolve', name, () => utf8.encode(name));
       } else {
         const cmd = decodeCommand(req.data);
-        // A retry of a write this member already applied goes to the state machine unchecked (it answers
-        // the first application's result), as src/api/registry-service.ts retryOfApplied.
+        // A retry of a write this member already applied: its request is checked, not its authorization
+        // (the state machine answers the first application's result), as src/api/registry-service.ts.
         const applied = cmd.session === undefined ? undefined : this.sm.store.getSession(cmd.session.client);
-        if (applied !== undefined && cmd.session !== undefined && applied.seq >= cmd.session.seq) return null;
-        this.admission.check(this.sm, cmd.auth, actionOf(cmd), cmd.name, () => commandSignedBody(cmd));
+        const retry = applied !== undefined && cmd.session !== undefined && applied.seq >= cmd.session.seq;
+        this.admission.check(this.sm, cmd.auth, actionOf(cmd), cmd.name, () => commandSignedBody(cmd), {
+          retry,
+        });
       }
       return null;
     } catch (err) {
