@@ -18,6 +18,7 @@
 // Validity windows are checked against each request's own signed timestamp; there is no clock here.
 
 import { bytesToHex } from '@noble/hashes/utils.js';
+import { decodeConfChange } from '../consensus/conf-change.ts';
 import {
   type Credential,
   CredentialError,
@@ -181,6 +182,14 @@ export function lineageAuthority(verifier: Verifier): ScopeLineageAuthority {
 
     observe(entry) {
       if (entry.kind === 'genesis') return null;
+      if (entry.kind === 'membership') {
+        try {
+          decodeConfChange(entry.payload);
+          return null;
+        } catch (error) {
+          return `a membership entry that is not a configuration change: ${(error as Error).message}`;
+        }
+      }
       if (genesis === undefined) return 'an entry before a valid genesis';
       let cmd: Command;
       try {

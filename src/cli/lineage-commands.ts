@@ -36,6 +36,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js';
+import { decodeConfChange } from '../consensus/conf-change.ts';
 import { credentialId, decodeCredential } from '../governance/credential.ts';
 import {
   decodeGenesis,
@@ -204,6 +205,14 @@ export function describeEntry(e: LineageEntry): string {
         : `genesis ${g.name} (${g.founders.length} founding anchor(s), ${g.admins.length} admin(s))`;
     } catch (error) {
       return `genesis (undecodable: ${(error as Error).message})`;
+    }
+  }
+  if (e.kind === 'membership') {
+    try {
+      const cc = decodeConfChange(e.payload);
+      return `membership ${cc.type} ${cc.node}`;
+    } catch (error) {
+      return `membership (undecodable: ${(error as Error).message})`;
     }
   }
   let cmd: ReturnType<typeof decodeCommand>;

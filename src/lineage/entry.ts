@@ -15,6 +15,11 @@
  *   varint      := minimal unsigned LEB128, at most 2^53-1 (at most 8 bytes)
  *   kind        := 1 genesis (payload = the scope's genesis record)
  *                | 2 command (payload = a registry/governance command, as proposed)
+ *                | 3 membership (payload = a Raft configuration change, src/consensus/conf-change.ts)
+ *
+ * A membership entry carries no signature (signer and signature are zeros): its change is proposed by the
+ * group's consensus core, in a format the core reads itself, so no anchor wraps it as it proposes; it is
+ * bound, like every entry, by the leader-signed tree heads that cover it.
  *
  * `index` is the leaf index (0-based; the genesis is leaf 0) and `logIndex` the Raft log index that
  * applied the entry. The signature, by `signer` (the anchor that admitted the change), covers
@@ -39,8 +44,9 @@ const ENTRY_MAGIC = [0x41, 0x51, 0x4c, 0x45] as const; // "AQLE"
 const SIGNED_MAGIC = [0x41, 0x51, 0x4c, 0x53] as const; // "AQLS"
 const KIND_GENESIS = 1;
 const KIND_COMMAND = 2;
+const KIND_MEMBERSHIP = 3;
 
-export type EntryKind = 'genesis' | 'command';
+export type EntryKind = 'genesis' | 'command' | 'membership';
 
 export interface LineageEntry {
   readonly scopeId: Uint8Array;
@@ -73,6 +79,7 @@ export class LineageEncodeError extends Error {
 const kindCode = (kind: EntryKind, fail: (m: string) => Error): number => {
   if (kind === 'genesis') return KIND_GENESIS;
   if (kind === 'command') return KIND_COMMAND;
+  if (kind === 'membership') return KIND_MEMBERSHIP;
   throw fail(`unknown entry kind ${JSON.stringify(String(kind))}`);
 };
 
@@ -147,7 +154,8 @@ export function decodeEntry(bytes: Uint8Array): LineageEntry {
   let kind: EntryKind;
   if (code === KIND_GENESIS) kind = 'genesis';
   else if (code === KIND_COMMAND) kind = 'command';
-  else throw r.fail(`unknown entry kind ${code} (1 genesis, 2 command)`, kindAt);
+  else if (code === KIND_MEMBERSHIP) kind = 'membership';
+  else throw r.fail(`unknown entry kind ${code} (1 genesis, 2 command, 3 membership)`, kindAt);
   const payload = r.bytes('payload');
   const signer = r.fixed(KEY_BYTES, 'signer');
   const signature = r.fixed(SIGNATURE_BYTES, 'signature');

@@ -589,15 +589,23 @@ export function verifyExport(input: string | Iterable<string>, options: VerifyOp
         index,
       });
     }
-    if (!verifyEntrySignature(entry, verifier)) {
+    if (entry.kind === 'membership') {
+      // Unsigned by design (entry.ts): bound by the signed tree heads only; a signature here is foreign.
+      if (entry.signer.some((b) => b !== 0) || entry.signature.some((b) => b !== 0)) {
+        fail('bad-signature', `line ${line}: entry ${index}: a membership entry carries no signature`, {
+          line,
+          index,
+        });
+        return;
+      }
+    } else if (!verifyEntrySignature(entry, verifier)) {
       fail(
         'bad-signature',
         `line ${line}: entry ${index}: the signature by ${short(entry.signer)} does not verify (altered or forged entry)`,
         { line, index },
       );
       return;
-    }
-    if (!authority.mayAnchorSign(entry.signer)) {
+    } else if (!authority.mayAnchorSign(entry.signer)) {
       fail(
         'bad-signature',
         `line ${line}: entry ${index} is signed by ${short(entry.signer)}, which may not admit entries to this scope`,

@@ -305,8 +305,9 @@ export class RegistryStateMachine {
 
   /**
    * Applies the committed entry at `index` (strictly after appliedIndex). `data` is an encoded command;
-   * empty data (a leader's no-op entry) only advances appliedIndex. Never throws for bad data (a store
-   * that cannot read its own records throws, leaving appliedIndex where it was).
+   * empty data (a leader's no-op entry) only advances appliedIndex; a `conf-change` entry (membership,
+   * applied by the consensus core) only advances it and is recorded in the lineage. Never throws for bad
+   * data (a store that cannot read its own records throws, leaving appliedIndex where it was).
    */
   /**
    * The client session of the command the last apply() decoded (undefined for a no-op, a malformed
@@ -317,7 +318,7 @@ export class RegistryStateMachine {
     return this.#lastSession;
   }
 
-  apply(index: number, data: Uint8Array): ApplyResult {
+  apply(index: number, data: Uint8Array, kind: 'normal' | 'conf-change' = 'normal'): ApplyResult {
     if (!Number.isSafeInteger(index) || index <= this.#appliedIndex) {
       throw new RangeError(
         `apply index ${String(index)} is not after the applied index ${this.#appliedIndex}: entries are applied once, in log order`,
@@ -325,7 +326,9 @@ export class RegistryStateMachine {
     }
     this.#change = null;
     this.#lastSession = undefined;
-    const result = data.length === 0 ? NOOP : this.#applyCommand(index, data);
+    let result: ApplyResult = NOOP;
+    if (kind === 'conf-change') this.#recordMembership(index, data);
+    else if (data.length > 0) result = this.#applyCommand(index, data);
     this.#appliedIndex = index;
     this.#store.setScalars({
       appliedIndex: index,
@@ -438,6 +441,26 @@ export class RegistryStateMachine {
       }),
     );
     return Object.freeze({ ...result, lineageIndex }) as unknown as T;
+  }
+
+  /**
+   * A Raft configuration change (a member added, promoted or removed) is a lineage entry too, once the
+   * scope has a genesis. Its payload is the change as the log holds it; it is unsigned (lineage/entry.ts).
+   */
+  #recordMembership(index: number, change: Uint8Array): void {
+    const scopeId = this.#authority.scopeId;
+    if (scopeId === undefined || change.length === 0) return;
+    this.#lineage.append(
+      encodeEntry({
+        scopeId,
+        index: this.#lineage.size,
+        logIndex: index,
+        kind: 'membership',
+        payload: change,
+        signer: NO_KEY,
+        signature: NO_SIGNATURE,
+      }),
+    );
   }
 
   #applyGenesis(index: number, bytes: Uint8Array): CommandResult {

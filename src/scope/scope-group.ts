@@ -527,8 +527,9 @@ export class ScopeGroup {
     const sm = this.#registry.machine;
     if (e.index <= sm.appliedIndex) return; // already in the stored state (restart replays from the log)
     if (e.kind !== 'normal' || e.data.length === 0) {
-      // Membership changes and no-ops advance the applied index too, so a restart resumes after them.
-      sm.apply(e.index, EMPTY);
+      // Membership changes and no-ops advance the applied index too, so a restart resumes after them; a
+      // membership change is also a lineage entry.
+      sm.apply(e.index, e.kind === 'conf-change' ? e.data : EMPTY, e.kind);
       return;
     }
     const result: ApplyResult = sm.apply(e.index, e.data);

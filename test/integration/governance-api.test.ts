@@ -10,6 +10,7 @@ import { Metadata, type ServiceError, status } from '@grpc/grpc-js';
 import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js';
 import { expect } from 'chai';
 import { serviceClient } from '../../src/api/proto.ts';
+import { decodeConfChange } from '../../src/consensus/conf-change.ts';
 import { type Credential, credentialId, encodeCredential } from '../../src/governance/credential.ts';
 import { type Genesis, scopeIdOf, signGenesis, sortKeys } from '../../src/governance/genesis.ts';
 import { genesisToJson } from '../../src/governance/genesis-file.ts';
@@ -653,6 +654,23 @@ describe('governed scope over gRPC (3 real processes, one genesis)', function ()
           (await membersOf()).find((m) => m.id === newcomer.info.peerId)?.role === 'voter' ? true : undefined,
         30_000,
       );
+      // The membership changes are lineage entries (unsigned; bound by the tree heads).
+      const l = client(anchors[0]?.info.grpc as string, 'Lineage');
+      try {
+        const got = await l.call<{ entries: { entry: Uint8Array }[] }>('GetEntries', {
+          scope: SCOPE,
+          limit: 10_000,
+          auth: auth(admin, adminCred, 'read-lineage', new TextEncoder().encode(SCOPE)),
+        });
+        const membership = got.entries
+          .map((e) => decodeEntry(new Uint8Array(e.entry)))
+          .filter((e) => e.kind === 'membership')
+          .map((e) => decodeConfChange(e.payload));
+        expect(membership).to.deep.include({ type: 'add-learner', node: newcomer.info.peerId });
+        expect(membership).to.deep.include({ type: 'add-voter', node: newcomer.info.peerId });
+      } finally {
+        l.close();
+      }
       // Rotation: a founder leaves the group and its credential is revoked; the scope keeps serving.
       const old = anchors[2] as AnchorProcess;
       const m = client(anchors[0]?.info.grpc as string, 'Membership');

@@ -14,6 +14,7 @@ import { bytesToHex } from '@noble/hashes/utils.js';
 import { Admission } from '../../src/api/admission.ts';
 import { ApiError } from '../../src/api/api-error.ts';
 import { LAG_SENSITIVE } from '../../src/api/registry-service.ts';
+import { decodeConfChange } from '../../src/consensus/conf-change.ts';
 import {
   bootstrapState,
   type Entry,
@@ -392,8 +393,12 @@ export class GroupDriver {
     this.applied = e.index;
     c.stats.applied++;
     if (e.kind !== 'normal' || e.data.length === 0) {
-      if (e.kind === 'conf-change')
+      if (e.kind === 'conf-change') {
+        // As src/scope/scope-group.ts: a membership change is a lineage entry on every member.
+        this.sm.apply(e.index, e.data, 'conf-change');
+        c.checks.lineageSize(this.scope, this.host.id, e.index, this.sm.lineage.size);
         c.trace.add(c.queue.now, `${this.host.id}/${this.scope} applied conf ${e.index}`);
+      }
       return;
     }
     const res = this.applyCommand(e.index, e.data);
@@ -1049,6 +1054,12 @@ export class Cluster {
       const audit = (i: number, e: LineageEntry): string | null => {
         if (e.index !== i) return `it says it is leaf ${e.index}`;
         if ((e.kind === 'genesis') !== (i === 0)) return 'the genesis is leaf 0, and only leaf 0';
+        if (e.kind === 'membership') {
+          // Unsigned by design: the log's configuration change itself (src/lineage/entry.ts).
+          if (e.signer.some((b) => b !== 0)) return 'a membership entry with a signer';
+          decodeConfChange(e.payload);
+          return null;
+        }
         if (!hostKeys.some((k) => equalBytes(k, e.signer))) return 'admitted by a key that is no host';
         if (!verifyEntrySignature(e, verifier)) return 'its admitting signature does not verify';
         if (e.kind === 'genesis') return null;

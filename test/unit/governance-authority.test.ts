@@ -3,6 +3,8 @@
 
 import { bytesToHex } from '@noble/hashes/utils.js';
 import { expect } from 'chai';
+import { lineageAuthority } from '../../src/cli/lineage-authority.ts';
+import { decodeConfChange, encodeConfChange } from '../../src/consensus/conf-change.ts';
 import { type Credential, credentialId, encodeCredential } from '../../src/governance/credential.ts';
 import {
   encodeGenesis,
@@ -14,7 +16,8 @@ import {
 import type { Action } from '../../src/governance/request.ts';
 import { requestSignedBytes } from '../../src/governance/request.ts';
 import { NodeSigner, NodeVerifier } from '../../src/identity/signer.ts';
-import { decodeEntry, entrySignedBytes, verifyEntrySignature } from '../../src/lineage/entry.ts';
+import { decodeEntry, encodeEntry, entrySignedBytes, verifyEntrySignature } from '../../src/lineage/entry.ts';
+import { verifyExport, writeExport } from '../../src/lineage/export.ts';
 import { rootHash } from '../../src/lineage/merkle.ts';
 import { encodeTreeHead, signTreeHead } from '../../src/lineage/tree-head.ts';
 import { type Command, commandSignedBody, encodeCommand } from '../../src/registry/commands.ts';
@@ -448,6 +451,42 @@ describe('governance: the authority in the state machine', () => {
       code: 'unauthenticated',
     });
     expect(m.lineage.size).to.equal(2);
+  });
+
+  it('records membership changes in the lineage, unsigned, and an offline verifier accepts them only unsigned', () => {
+    const s = new Scope(genesis());
+    const cred = s.issue(registrarCredential);
+    s.submit(
+      { type: 'register', name: 'eu/payments/a', instance: instance('i1') },
+      registrar,
+      cred,
+      'register',
+    );
+    s.index++;
+    for (const m of s.machines)
+      m.apply(s.index, encodeConfChange({ type: 'add-voter', node: '12D3KooWnewcomer' }), 'conf-change');
+    const m = s.machines[0] as RegistryStateMachine;
+    const last = decodeEntry(m.lineage.entry(m.lineage.size - 1));
+    expect([last.kind, last.logIndex]).to.deep.equal(['membership', s.index]);
+    expect(decodeConfChange(last.payload)).to.deep.equal({ type: 'add-voter', node: '12D3KooWnewcomer' });
+    expect(new Set(s.machines.map((x) => bytesToHex(x.lineage.root()))).size).to.equal(1);
+    const size = m.lineage.size;
+    const head = signTreeHead(
+      { scopeId: s.scopeId, size, root: m.lineage.root(size), timestampMs: T0 },
+      anchor,
+    );
+    const entries = Array.from({ length: size }, (_, i) => m.lineage.entry(i));
+    const verify = (list: Uint8Array[], heads = [head]) =>
+      verifyExport(writeExport(s.scopeId, list, heads), { authority: lineageAuthority(verifier), verifier });
+    expect(verify(entries).failures).to.deep.equal([]);
+    // A membership entry that claims a signer is refused (and the head no longer matches).
+    const forged = encodeEntry({
+      ...last,
+      signer: anchor.publicKey,
+      signature: anchor.sign(entrySignedBytes(s.scopeId, 'membership', last.payload)),
+    });
+    const codes = verify([...entries.slice(0, -1), forged]).failures.map((f) => f.code);
+    expect(codes).to.include('bad-signature');
   });
 
   it('sorts founders canonically (helper used by the genesis tools)', () => {

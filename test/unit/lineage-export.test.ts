@@ -250,7 +250,7 @@ describe('lineage/entry: the entry format', () => {
         /unsupported format version 2/,
         4,
       ],
-      ['kind 3', Uint8Array.of(...b.subarray(0, 40), 3, ...b.subarray(41)), /unknown entry kind 3/, 40],
+      ['kind 4', Uint8Array.of(...b.subarray(0, 40), 4, ...b.subarray(41)), /unknown entry kind 4/, 40],
       [
         'non-minimal log index',
         Uint8Array.of(...b.subarray(0, 39), 0x87, 0x00, ...b.subarray(40)),
