@@ -18,9 +18,11 @@ import { peerIdOfPublicKey } from '../identity/peer-id.ts';
 import type { Signer } from '../identity/signer.ts';
 import { decodeEntry } from '../lineage/entry.ts';
 import {
+  type DeregisterCommand,
   encodeCommand,
   type Health,
   type Instance,
+  type RegisterCommand,
   type ResolveAnswer,
   validateInstance,
   validateName,
@@ -346,6 +348,53 @@ export function registryHandlers(c: RegistryServiceComponents) {
     });
   };
 
+  /**
+   * The write path of Register and Deregister: find the owner, check the caller at the edge (on this
+   * member's state, caught up when a refusal depends on it; a retry of an applied session by its request
+   * only), wrap the command with this anchor's admitting signature, propose it, and map a refusal.
+   */
+  const write = async (
+    call: { request: Record<string, unknown>; getDeadline(): Date | number },
+    name: string,
+    build: (s: { client: string; seq: number }) => RegisterCommand | DeregisterCommand,
+    tags: readonly string[] = [],
+  ) => {
+    const req = call.request;
+    const owner = ownerOf(name);
+    if (req.noForward === true && !owner.group.isLeader) throw notLeader(owner);
+    const signal = deadlineSignal(call);
+    await c.admission.ready(() => owner.group.registry, signal);
+    if (req.auth !== null && req.auth !== undefined && String(req.clientId ?? '') === '')
+      throw new ApiError(
+        status.INVALID_ARGUMENT,
+        'a signed request needs client_id and seq (they are part of what is signed)',
+      );
+    const s = session(req.clientId, req.seq);
+    const bare = build(s);
+    const retry = retryOfApplied(owner, s);
+    const auth = await checkCurrent(owner, signal, () =>
+      c.admission.check(
+        owner.group.registry,
+        req.auth as WireAuth,
+        bare.type,
+        name,
+        () => encodeCommand(bare),
+        {
+          tags,
+          retry,
+        },
+      ),
+    );
+    const command = encodeCommand(auth === undefined ? bare : { ...bare, auth });
+    const result = await owner.group.propose(
+      c.admission.admit(owner.group.registry, command),
+      `${s.client}#${s.seq}`,
+      signal,
+    );
+    if (result.type === 'rejected') throw refusalOf(result.code, result.message);
+    return { owner, result };
+  };
+
   const registry = {
     Register: unary<Record<string, unknown>, unknown>('Register', async (call) => {
       const req = call.request;
@@ -353,39 +402,12 @@ export function registryHandlers(c: RegistryServiceComponents) {
       const instance = instanceFromWire(req.instance as Partial<WireInstance>);
       const invalid = validateInstance(instance);
       if (invalid !== null) throw new ApiError(status.INVALID_ARGUMENT, invalid.message);
-      const owner = ownerOf(name);
-      if (req.noForward === true && !owner.group.isLeader) throw notLeader(owner);
-      const signal = deadlineSignal(call);
-      await c.admission.ready(() => owner.group.registry, signal);
-      const signed = req.auth !== null && req.auth !== undefined;
-      if (signed && String(req.clientId ?? '') === '')
-        throw new ApiError(
-          status.INVALID_ARGUMENT,
-          'a signed request needs client_id and seq (they are part of what is signed)',
-        );
-      const s = session(req.clientId, req.seq);
-      const bare = { type: 'register', name, instance, session: s } as const;
-      const retry = retryOfApplied(owner, s);
-      const auth = await checkCurrent(owner, signal, () =>
-        c.admission.check(
-          owner.group.registry,
-          req.auth as WireAuth,
-          'register',
-          name,
-          () => encodeCommand(bare),
-          {
-            tags: instance.tags,
-            retry,
-          },
-        ),
+      const { owner, result } = await write(
+        call,
+        name,
+        (s) => ({ type: 'register', name, instance, session: s }),
+        instance.tags,
       );
-      const command = encodeCommand(auth === undefined ? bare : { ...bare, auth });
-      const result = await owner.group.propose(
-        c.admission.admit(owner.group.registry, command),
-        `${s.client}#${s.seq}`,
-        signal,
-      );
-      if (result.type === 'rejected') throw refusalOf(result.code, result.message);
       if (result.type !== 'register') throw new ApiError(status.INTERNAL, `unexpected result ${result.type}`);
       return {
         receipt: receiptOf(owner, result.index, result.lineageIndex, name, instance),
@@ -394,41 +416,10 @@ export function registryHandlers(c: RegistryServiceComponents) {
     }),
 
     Deregister: unary<Record<string, unknown>, unknown>('Deregister', async (call) => {
-      const req = call.request;
-      const name = checkName(req.name);
-      const id = String(req.id ?? '');
+      const name = checkName(call.request.name);
+      const id = String(call.request.id ?? '');
       if (id === '') throw new ApiError(status.INVALID_ARGUMENT, 'id is missing');
-      const owner = ownerOf(name);
-      if (req.noForward === true && !owner.group.isLeader) throw notLeader(owner);
-      const signal = deadlineSignal(call);
-      await c.admission.ready(() => owner.group.registry, signal);
-      if (req.auth !== null && req.auth !== undefined && String(req.clientId ?? '') === '')
-        throw new ApiError(
-          status.INVALID_ARGUMENT,
-          'a signed request needs client_id and seq (they are part of what is signed)',
-        );
-      const s = session(req.clientId, req.seq);
-      const bare = { type: 'deregister', name, id, session: s } as const;
-      const retry = retryOfApplied(owner, s);
-      const auth = await checkCurrent(owner, signal, () =>
-        c.admission.check(
-          owner.group.registry,
-          req.auth as WireAuth,
-          'deregister',
-          name,
-          () => encodeCommand(bare),
-          {
-            retry,
-          },
-        ),
-      );
-      const command = encodeCommand(auth === undefined ? bare : { ...bare, auth });
-      const result = await owner.group.propose(
-        c.admission.admit(owner.group.registry, command),
-        `${s.client}#${s.seq}`,
-        signal,
-      );
-      if (result.type === 'rejected') throw refusalOf(result.code, result.message);
+      const { result } = await write(call, name, (s) => ({ type: 'deregister', name, id, session: s }));
       if (result.type !== 'deregister')
         throw new ApiError(status.INTERNAL, `unexpected result ${result.type}`);
       return { removed: result.removed, index: result.modifyIndex, lineageIndex: result.lineageIndex ?? 0 };
