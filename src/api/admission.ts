@@ -4,6 +4,7 @@
 // only it can: the caller's signature, its clock and its nonce.
 
 import { status } from '@grpc/grpc-js';
+import { bytesToHex } from '@noble/hashes/utils.js';
 import type { AuthorityDecision } from '../governance/authority.ts';
 import {
   type Action,
@@ -150,23 +151,27 @@ export class Admission {
     };
     const shape = validateAuthShape(auth);
     if (shape !== null) throw new ApiError(status.INVALID_ARGUMENT, shape);
-    if (wire.scopeId !== undefined && wire.scopeId.length > 0 && hex(wire.scopeId) !== hex(scopeId))
+    if (
+      wire.scopeId !== undefined &&
+      wire.scopeId.length > 0 &&
+      bytesToHex(wire.scopeId) !== bytesToHex(scopeId)
+    )
       throw refusalOf(
         'wrong-scope',
-        `the request was signed for scope ${hex(wire.scopeId).slice(0, 16)}…, this is scope ${authority.genesis?.name} (${hex(scopeId).slice(0, 16)}…)`,
+        `the request was signed for scope ${bytesToHex(wire.scopeId).slice(0, 16)}…, this is scope ${authority.genesis?.name} (${bytesToHex(scopeId).slice(0, 16)}…)`,
       );
     const record = authority.credential(auth.credentialId);
     if (record === undefined) {
       throw refusalOf(
         'unknown-credential',
-        `credential ${hex(auth.credentialId).slice(0, 16)}… is not known to scope ${authority.genesis?.name} (another scope's, or never issued)`,
+        `credential ${bytesToHex(auth.credentialId).slice(0, 16)}… is not known to scope ${authority.genesis?.name} (another scope's, or never issued)`,
       );
     }
     if (!verifyRequestSignature(this.#c.verifier, record.credential.subject, scopeId, auth, action, body())) {
       throw refusal(
         status.UNAUTHENTICATED,
         'bad-signature',
-        `the request's signature does not verify under credential ${hex(auth.credentialId).slice(0, 16)}… (altered request, wrong key, or signed for another scope)`,
+        `the request's signature does not verify under credential ${bytesToHex(auth.credentialId).slice(0, 16)}… (altered request, wrong key, or signed for another scope)`,
       );
     }
     const now = (this.#c.now ?? Date.now)();
@@ -208,13 +213,13 @@ export class Admission {
     if (record === undefined)
       throw refusalOf(
         'unknown-credential',
-        `credential ${hex(credentialId).slice(0, 16)}… is not known to scope ${authority.genesis?.name}`,
+        `credential ${bytesToHex(credentialId).slice(0, 16)}… is not known to scope ${authority.genesis?.name}`,
       );
-    if (hex(record.credential.subject) !== hex(channel))
+    if (bytesToHex(record.credential.subject) !== bytesToHex(channel))
       throw refusal(
         status.UNAUTHENTICATED,
         'bad-signature',
-        `credential ${hex(credentialId).slice(0, 16)}… belongs to another key than this connection's client certificate`,
+        `credential ${bytesToHex(credentialId).slice(0, 16)}… belongs to another key than this connection's client certificate`,
       );
     const auth = {
       credentialId,
@@ -253,10 +258,4 @@ export class Admission {
       command,
     );
   }
-}
-
-function hex(b: Uint8Array): string {
-  let s = '';
-  for (const x of b) s += x.toString(16).padStart(2, '0');
-  return s;
 }

@@ -180,12 +180,25 @@ export function registryHandlers(c: RegistryServiceComponents) {
     const decoded = decodeEntry(entry);
     return {
       ...base,
-      anchor: peerIdOfPublicKey(decoded.signer),
+      anchor: peerIdOf(decoded.signer),
       signature: decoded.signature,
       scopeId: bytesToHex(decoded.scopeId),
       lineageIndex,
       entry,
     };
+  };
+
+  /** Peer ids of admitting keys, memoized: deriving one (multihash, base58) per receipt is wasted work. */
+  const peerIds = new Map<string, string>();
+  const peerIdOf = (key: Uint8Array): string => {
+    const hex = bytesToHex(key);
+    let id = peerIds.get(hex);
+    if (id === undefined) {
+      id = peerIdOfPublicKey(key);
+      if (peerIds.size >= 1024) peerIds.clear();
+      peerIds.set(hex, id);
+    }
+    return id;
   };
 
   /**
@@ -395,6 +408,36 @@ export function registryHandlers(c: RegistryServiceComponents) {
     return { owner, result };
   };
 
+  /**
+   * Authorizes a read (Resolve, List) of `name` in `owner`'s scope, and for a linearizable read reaches its
+   * read index: a linearizable read is authorized on the state at its read index (a revocation acknowledged
+   * before the call refuses it); a stale read on this member's state, caught up if that refuses.
+   */
+  const authorizeRead = async (
+    owner: HostedScope,
+    call: { request: Record<string, unknown> } & Parameters<typeof channelKey>[0],
+    name: string,
+    signal: AbortSignal,
+  ): Promise<void> => {
+    const req = call.request;
+    await c.admission.ready(() => owner.group.registry, signal);
+    const check = () =>
+      c.admission.check(
+        owner.group.registry,
+        req.auth as WireAuth,
+        'resolve',
+        name,
+        () => new TextEncoder().encode(name),
+        {
+          channel: channelKey(call),
+        },
+      );
+    if (req.consistency !== 'CONSISTENCY_STALE') {
+      await owner.group.linearizableRead(signal);
+      check();
+    } else await checkCurrent(owner, signal, check);
+  };
+
   const registry = {
     Register: unary<Record<string, unknown>, unknown>('Register', async (call) => {
       const req = call.request;
@@ -463,22 +506,7 @@ export function registryHandlers(c: RegistryServiceComponents) {
       const name = checkName(req.name);
       const owner = ownerOf(name);
       const signal = deadlineSignal(call);
-      await c.admission.ready(() => owner.group.registry, signal);
-      const check = () =>
-        c.admission.check(
-          owner.group.registry,
-          req.auth as WireAuth,
-          'resolve',
-          name,
-          () => new TextEncoder().encode(name),
-          { channel: channelKey(call) },
-        );
-      // A linearizable read is authorized on the state at its read index (a revocation acknowledged
-      // before the call refuses it); a stale read on this member's state, caught up if that refuses.
-      if (req.consistency !== 'CONSISTENCY_STALE') {
-        await owner.group.linearizableRead(signal);
-        check();
-      } else await checkCurrent(owner, signal, check);
+      await authorizeRead(owner, call, name, signal);
       const answer = owner.group.resolveLocal(name);
       return answerToWire(owner, answer, healthFromWire(req.health, null));
     }),
@@ -497,24 +525,7 @@ export function registryHandlers(c: RegistryServiceComponents) {
       const after = String(req.after ?? '');
       const groups = prefix === '' ? host.scopes() : [ownerOf(prefix)];
       const signal = deadlineSignal(call);
-      const linearizable = req.consistency !== 'CONSISTENCY_STALE';
-      for (const g of groups) {
-        await c.admission.ready(() => g.group.registry, signal);
-        const check = () =>
-          c.admission.check(
-            g.group.registry,
-            req.auth as WireAuth,
-            'resolve',
-            prefix,
-            () => new TextEncoder().encode(prefix),
-            { channel: channelKey(call) },
-          );
-        // As Resolve: authorized at the read index when linearizable.
-        if (linearizable) {
-          await g.group.linearizableRead(signal);
-          check();
-        } else await checkCurrent(g, signal, check);
-      }
+      for (const g of groups) await authorizeRead(g, call, prefix, signal);
       const names: ReturnType<typeof answerToWire>[] = [];
       for (const g of groups) {
         for (const a of g.group.registry.list(prefix, after, limit + 1)) {

@@ -25,7 +25,7 @@
 //   Administering (credentials, policy, quota) needs a scope-admin credential; a scope-admin may only
 //   issue credentials within its own prefix. Quotas are checked last, for registrations.
 
-import { bytesToHex } from '@noble/hashes/utils.js';
+import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js';
 import type { Verifier } from '../identity/signer.ts';
 import {
   ByteReader,
@@ -44,7 +44,7 @@ import {
   type Role,
   underPrefix,
 } from './credential.ts';
-import { decodeGenesis, type Genesis, isOpenScope, scopeIdOf, verifyGenesis } from './genesis.ts';
+import { decodeGenesis, equalBytes, type Genesis, isOpenScope, scopeIdOf, verifyGenesis } from './genesis.ts';
 import { compilePolicy, decodePolicy, type PolicyDocument, type PolicyEvaluator } from './policy.ts';
 import { checkQuota, decodeQuota, type QuotaDocument, RateWindows } from './quota.ts';
 import type { Action } from './request.ts';
@@ -116,6 +116,8 @@ export class ScopeAuthority {
   #rates: RateWindows | undefined;
   /** Decoded credentials by id hex (a scope holds few; rows are re-read after a restore). */
   readonly #credentials = new Map<string, CredentialRecord | null>();
+  /** Keys of unrevoked anchor credentials (isAnchorKey), rebuilt after an issue, a revocation or a reload. */
+  #anchorKeys: Set<string> | undefined;
 
   constructor(store: AuthorityStore, verifier: Verifier) {
     this.#store = store;
@@ -129,6 +131,7 @@ export class ScopeAuthority {
     this.#genesis = g === undefined ? undefined : decodeGenesis(g);
     this.#scopeId = this.#genesis === undefined ? undefined : scopeIdOf(this.#genesis);
     this.#credentials.clear();
+    this.#anchorKeys = undefined;
     this.#policy = undefined;
     this.#quota = undefined;
     this.#rates = undefined;
@@ -182,14 +185,23 @@ export class ScopeAuthority {
     return this.#quota;
   }
 
-  /** The anchors' current credentials' keys (role anchor, not revoked). */
-  isAnchorKey(key: Uint8Array, atMs?: number): boolean {
-    for (const r of this.credentials('', 10_000)) {
-      if (r.credential.role !== 'anchor' || r.revokedAt !== 0) continue;
-      if (atMs !== undefined && (atMs < r.credential.notBeforeMs || atMs > r.credential.notAfterMs)) continue;
-      if (equal(r.credential.subject, key)) return true;
+  /**
+   * Whether `key` holds an unrevoked anchor credential (tree heads, leaders' health changes, Join). The set
+   * is built once from the credentials and kept until one is issued or revoked, not scanned per call.
+   */
+  isAnchorKey(key: Uint8Array): boolean {
+    if (this.#anchorKeys === undefined) {
+      this.#anchorKeys = new Set();
+      for (let after = ''; ; ) {
+        const page = this.credentials(after, 1000);
+        for (const r of page)
+          if (r.credential.role === 'anchor' && r.revokedAt === 0)
+            this.#anchorKeys.add(bytesToHex(r.credential.subject));
+        if (page.length < 1000) break;
+        after = bytesToHex((page.at(-1) as CredentialRecord).id);
+      }
     }
-    return false;
+    return this.#anchorKeys.has(bytesToHex(key));
   }
 
   // ---- admission ----
@@ -352,7 +364,7 @@ export class ScopeAuthority {
       return { code: 'invalid-governance', message: (error as Error).message };
     }
     const id = scopeIdOf(g);
-    if (expectedScopeId !== undefined && !equal(id, expectedScopeId))
+    if (expectedScopeId !== undefined && !equalBytes(id, expectedScopeId))
       return {
         code: 'wrong-scope',
         message: `genesis certifies scope ${bytesToHex(id)}, this group is ${bytesToHex(expectedScopeId)}`,
@@ -373,7 +385,7 @@ export class ScopeAuthority {
     } catch (error) {
       return { code: 'invalid-governance', message: (error as Error).message };
     }
-    if (this.#scopeId === undefined || !equal(c.scopeId, this.#scopeId))
+    if (this.#scopeId === undefined || !equalBytes(c.scopeId, this.#scopeId))
       return { code: 'wrong-scope', message: 'the credential names another scope' };
     if (admin !== null && !underPrefix(c.prefix, admin.prefix))
       return {
@@ -409,6 +421,7 @@ export class ScopeAuthority {
       };
     this.#store.putAux(`g/c/${bytesToHex(id)}`, encodeRecord({ ...record, revokedAt: index, reason }));
     this.#credentials.delete(bytesToHex(id));
+    this.#anchorKeys = undefined;
     return null;
   }
 
@@ -483,6 +496,7 @@ export class ScopeAuthority {
       encodeRecord({ id, credential: c, issuedAt: index, revokedAt: 0, reason: '' }),
     );
     this.#credentials.delete(bytesToHex(id));
+    this.#anchorKeys = undefined;
   }
 }
 
@@ -505,18 +519,6 @@ function decodeRecord(id: Uint8Array, row: Uint8Array): CredentialRecord {
   const reason = r.str('reason');
   const credential = decodeCredential(r.bytes(r.remaining, 'credential'));
   return { id, credential, issuedAt, revokedAt, reason };
-}
-
-function equal(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
-function hexToBytes(hex: string): Uint8Array {
-  const out = new Uint8Array(hex.length / 2);
-  for (let i = 0; i < out.length; i++) out[i] = Number.parseInt(hex.slice(2 * i, 2 * i + 2), 16);
-  return out;
 }
 
 /** Which action a registry command is, for authorization. */
